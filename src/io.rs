@@ -1,0 +1,637 @@
+//! What the library does with connections: register, read, queue writes,
+//! flush, close. The C surface (`ffi`) calls these; they call the table, the
+//! pool, the queue and the transfer layer, and the program's callbacks —
+//! always after releasing the slot lock.
+
+use std::os::fd::RawFd;
+
+use libc::c_void;
+use nix::errno::Errno;
+use parking_lot::MutexGuard;
+
+use crate::callbacks;
+use crate::pool::{self, PoolPacket};
+use crate::queue::{Body, Entry, FileBody, Owner};
+use crate::sys;
+use crate::table::{self, CloseKind, Closed, Conn, Locked, close_locked, table, unpin};
+use crate::transfer::{self, Sink};
+use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s, sock_rw_hook_s, sock_write_info_s};
+use crate::uuid;
+
+/// Runs closes handed back by [`unpin`] (the lock must be released).
+fn finish_all(closed: Vec<Closed>) {
+    for c in closed {
+        table::finish(c);
+    }
+}
+
+/// The connection's hooks, copied (the program may change them later).
+fn hooks_of(c: &Conn) -> Option<sock_rw_hook_s> {
+    // SAFETY: a non-null hook pointer was lent by the program through
+    // sock_rw_hook_set and must stay valid while set.
+    (!c.hooks.is_null()).then(|| unsafe { *c.hooks })
+}
+
+/// Registers `fd` and returns its new UUID. If the fd was still marked open
+/// (closed behind the library's back and reused), the old connection is
+/// closed first: its data dropped and its callbacks called.
+pub fn register(fd: RawFd) -> Result<isize, Errno> {
+    if fd < 0 {
+        return Err(Errno::EBADF);
+    }
+    let slot = table().slot_or_create(fd).ok_or(Errno::EMFILE)?;
+    let socket = sys::is_socket(fd);
+    let mut c = slot.conn.lock();
+    let old = c
+        .open
+        .then(|| close_locked(slot, &mut c, fd, CloseKind::Forget));
+    // Closes still waiting for a thread to leave the fd: that fd number is
+    // in use again, so they must not close it.
+    for d in c.deferred.iter_mut() {
+        d.kind = CloseKind::Forget;
+    }
+    c.counter = c.counter.wrapping_add(1);
+    c.open = true;
+    c.socket = socket;
+    let id = uuid::encode(fd, c.counter);
+    drop(c);
+    if let Some(old) = old {
+        old.complete();
+    }
+    Ok(id)
+}
+
+/// `sock_read`.
+///
+/// # Safety
+/// `buf` must be NULL or valid for `count` bytes of writes.
+pub unsafe fn read(id: isize, buf: *mut c_void, count: usize) -> isize {
+    let Some(mut l) = table::lock(id) else {
+        sys::set_errno(Errno::ENODEV);
+        return -1;
+    };
+    if count == 0 {
+        return 0;
+    }
+    if buf.is_null() {
+        sys::set_errno(Errno::EINVAL);
+        return -1;
+    }
+    let hook = hooks_of(&l.conn).and_then(|h| h.read);
+    l.conn.pins += 1;
+    let (slot, fd) = (l.slot, l.fd);
+    drop(l);
+    let n = match hook {
+        // SAFETY: the program's hook, given the caller's buffer, no lock held.
+        Some(read) => unsafe { read(id, buf, count) },
+        // SAFETY: the C caller guarantees `buf` holds `count` bytes.
+        None => unsafe { sys::read(fd, buf, count) },
+    };
+    let err = Errno::last();
+    let closes = unpin(&mut slot.conn.lock());
+    finish_all(closes);
+    if n > 0 {
+        callbacks::touch(id);
+        return n;
+    }
+    if n < 0 && matches!(err, Errno::EAGAIN | Errno::EINTR | Errno::ENOTCONN) {
+        err.set();
+        return 0;
+    }
+    // End of stream, or a connection error: close gracefully.
+    close(id);
+    if n < 0 {
+        err.set();
+    }
+    -1
+}
+
+/// Waits while another write streams into the connection.
+fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
+    while l.conn.streaming {
+        l.slot.changed.wait(&mut l.conn);
+        if !l.conn.is(l.counter) {
+            return Err(Errno::ENODEV);
+        }
+    }
+    Ok(())
+}
+
+/// Queues entries (normal or urgent) on a locked connection. On failure the
+/// entries come back, to be dropped once the lock is released.
+fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Errno, Vec<Entry>)> {
+    if let Err(e) = wait_turn(l) {
+        return Err((e, entries));
+    }
+    let c = &mut *l.conn;
+    if !urgent {
+        for e in entries {
+            c.queue.push(e);
+        }
+    } else if c.flushing {
+        // Entries are out of the queue being sent; place these when they
+        // come back, so the rule sees the whole queue.
+        c.urgent_waiting.extend(entries);
+    } else {
+        c.queue.push_urgent(entries);
+    }
+    Ok(())
+}
+
+/// Queues `entries` on the connection `l` and flushes it.
+fn enqueue_and_flush(
+    mut l: Locked,
+    id: isize,
+    entries: Vec<Entry>,
+    urgent: bool,
+) -> Result<(), Errno> {
+    let r = enqueue(&mut l, entries, urgent);
+    drop(l);
+    match r {
+        Ok(()) => {
+            schedule_flush(id);
+            Ok(())
+        }
+        Err((e, entries)) => {
+            drop(entries);
+            Err(e)
+        }
+    }
+}
+
+/// Copies `data` into pool packets at the end of the queue. When the pool
+/// runs dry, the connection is reserved (`streaming`) and the rest is queued
+/// in parts as flushing frees packets, so several such writers never hold
+/// packets outside a queue (no deadlock) and no other write lands inside
+/// this one.
+fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
+    wait_turn(l)?;
+    let took = l.conn.queue.append_to_tail(data);
+    let mut rest = &data[took..];
+    let mut first = took == 0;
+    let result = loop {
+        if rest.is_empty() {
+            break Ok(());
+        }
+        let packet = match pool::try_take() {
+            Some(p) => p,
+            None => {
+                l.conn.streaming = true;
+                let p = MutexGuard::unlocked(&mut l.conn, || {
+                    let _ = flush(id);
+                    pool::take(make_progress)
+                });
+                if !l.conn.is(l.counter) {
+                    pool::put(p);
+                    break Err(Errno::ENODEV);
+                }
+                p
+            }
+        };
+        let n = rest.len().min(BUFFER_PACKET_SIZE);
+        let storage = PoolPacket::storage(packet);
+        // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; n fits.
+        unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), storage, n) };
+        l.conn.queue.push(Entry::new(
+            Body::Mem {
+                ptr: storage,
+                len: n,
+                sent: 0,
+            },
+            Owner::Pool(packet),
+            first,
+        ));
+        first = false;
+        rest = &rest[n..];
+    };
+    if l.conn.is(l.counter) && l.conn.streaming {
+        l.conn.streaming = false;
+        l.slot.changed.notify_all();
+    }
+    result
+}
+
+/// Lets pool waiters make progress: flush every connection, then wait a
+/// little for the kernel to accept more.
+fn make_progress() {
+    flush_all();
+    if pool::available() > 0 {
+        return;
+    }
+    let mut fds = Vec::new();
+    table().for_each(|fd, slot| {
+        if fds.len() < 256
+            && let Some(c) = slot.conn.try_lock()
+            && c.open
+            && c.pending()
+            && !c.flushing
+        {
+            fds.push(fd);
+        }
+    });
+    sys::wait_writable(&fds, 10);
+}
+
+/// `sock_write2_fn`.
+pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
+    // With `move` or `is_fd`, the buffer or file is ours from here, even when
+    // the call fails: `owned` releases it on every early return.
+    let fd = o.buffer as isize;
+    let owned = if o.is_fd() {
+        if fd < 0 || fd > i32::MAX as isize || !sys::fd_is_open(fd as RawFd) {
+            return Err(Errno::EBADF);
+        }
+        Some(Owner::CloseFd(fd as RawFd))
+    } else if o.buffer.is_null() {
+        return Err(Errno::EINVAL);
+    } else if o.is_move() {
+        Some(Owner::Malloc(o.buffer as *mut c_void))
+    } else {
+        None
+    };
+    let mut length = o.length;
+    if length == 0 && !o.is_fd() {
+        // SAFETY: a non-fd buffer with length 0 is a C string by contract.
+        length = unsafe { libc::strlen(o.buffer.cast()) };
+    }
+    if length == 0 || (o.is_fd() && o.offset < 0) {
+        drop(owned);
+        return Err(Errno::EINVAL);
+    }
+    let Some(mut l) = table::lock(o.fduuid) else {
+        drop(owned);
+        return Err(Errno::ENODEV);
+    };
+    let urgent = o.is_urgent();
+    // Urgent entries never let later urgent data jump ahead of them.
+    let interruptible = !urgent;
+    let entry = match owned {
+        Some(Owner::CloseFd(fd)) => Entry::new(
+            Body::File(FileBody {
+                fd,
+                offset: o.offset,
+                remaining: length as u64,
+                no_sendfile: false,
+                stage: None,
+                eof: false,
+            }),
+            Owner::CloseFd(fd),
+            interruptible,
+        ),
+        Some(owner) => Entry::new(
+            Body::Mem {
+                ptr: o.buffer.cast(),
+                len: length,
+                sent: 0,
+            },
+            owner,
+            interruptible,
+        ),
+        None => {
+            // SAFETY: the caller guarantees `length` readable bytes.
+            let data = unsafe { std::slice::from_raw_parts(o.buffer.cast::<u8>(), length) };
+            if urgent {
+                let copy: Box<[u8]> = data.into();
+                Entry::new(
+                    Body::Mem {
+                        ptr: copy.as_ptr(),
+                        len: copy.len(),
+                        sent: 0,
+                    },
+                    Owner::Heap(copy),
+                    false,
+                )
+            } else {
+                let r = copy_in(&mut l, o.fduuid, data);
+                drop(l);
+                r?;
+                schedule_flush(o.fduuid);
+                return Ok(());
+            }
+        }
+    };
+    enqueue_and_flush(l, o.fduuid, vec![entry], urgent)
+}
+
+/// `sock_send_packet`: the chain is ours from here, even on failure.
+pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
+    let mut entries = Vec::new();
+    let mut urgent = false;
+    let mut p = packet;
+    let mut foreign = false;
+    while !p.is_null() {
+        let Some(pp) = pool::give_back(p) else {
+            foreign = true;
+            break;
+        };
+        // SAFETY: the pool confirmed this is a live packet lent to the
+        // program, now handed back to us.
+        let head = unsafe { &(*pp.as_ptr()).head };
+        let meta = head.metadata;
+        if p == packet {
+            urgent = meta.urgent();
+        }
+        let body = if meta.is_fd() {
+            Body::File(FileBody {
+                fd: head.buffer as isize as RawFd,
+                offset: meta.offset,
+                remaining: if head.length > 0 {
+                    head.length as u64
+                } else {
+                    u64::MAX
+                },
+                no_sendfile: false,
+                stage: None,
+                eof: false,
+            })
+        } else {
+            let len = if head.buffer.is_null() {
+                0
+            } else {
+                head.length.max(0) as usize
+            };
+            Body::Mem {
+                ptr: head.buffer.cast(),
+                len,
+                sent: 0,
+            }
+        };
+        entries.push(Entry::new(body, Owner::Packet(pp), meta.can_interrupt()));
+        p = meta.next;
+    }
+    if foreign {
+        drop(entries);
+        return Err(Errno::EINVAL);
+    }
+    // Empty packets are done already: release them now, outside any lock.
+    let (done, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_done);
+    drop(done);
+    let Some(l) = table::lock(id) else {
+        drop(entries);
+        return Err(Errno::ENODEV);
+    };
+    enqueue_and_flush(l, id, entries, urgent)
+}
+
+/// Task handed to the program's `async_run`: flush one connection.
+unsafe extern "C" fn flush_task(arg: *mut c_void) {
+    crate::ffi::guard((), || {
+        let _ = flush(arg as isize);
+    });
+}
+
+/// Flushes after a write: through the program's task queue when it has one,
+/// inline otherwise.
+fn schedule_flush(id: isize) {
+    if !callbacks::defer(flush_task, id) {
+        let _ = flush(id);
+    }
+}
+
+/// Result of one step of [`flush`] taken with the lock released.
+enum Step {
+    /// Keep flushing.
+    Again,
+    /// Stop: nothing more can be done now.
+    Done(Result<(), Errno>),
+}
+
+/// `sock_flush`: writes what the kernel takes now; closes the connection
+/// when it was marked for closing and nothing is left.
+pub fn flush(id: isize) -> Result<(), Errno> {
+    let Some(l) = table::lock(id) else {
+        return Err(Errno::ENODEV);
+    };
+    let Locked {
+        fd,
+        counter,
+        slot,
+        conn,
+    } = l;
+    let mut conn = Some(conn);
+    let mut moved = false;
+    let mut batch: Vec<Entry> = Vec::new();
+    let mut later: Vec<Closed> = Vec::new();
+    let result = loop {
+        let mut c = conn.take().expect("the flush loop holds the lock here");
+        if c.flushing {
+            break Ok(());
+        }
+        let hooks = hooks_of(&c);
+        if c.queue.is_empty() {
+            if !c.urgent_waiting.is_empty() {
+                let waiting: Vec<Entry> = c.urgent_waiting.drain(..).collect();
+                c.queue.push_urgent(waiting);
+                conn = Some(c);
+                continue;
+            }
+            // Hook-buffered bytes (TLS records) are part of the queue too.
+            if let Some(hook_flush) = hooks.and_then(|h| h.flush) {
+                c.flushing = true;
+                c.pins += 1;
+                drop(c);
+                let left = {
+                    let _guard = sys::SigpipeGuard::block();
+                    // SAFETY: the program's hook, no lock held.
+                    unsafe { hook_flush(id) }
+                };
+                let err = Errno::last();
+                let mut c = slot.conn.lock();
+                later.extend(unpin(&mut c));
+                if !c.is(counter) {
+                    break Err(Errno::ENODEV);
+                }
+                c.flushing = false;
+                slot.changed.notify_all();
+                if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
+                    let closing = close_locked(slot, &mut c, fd, CloseKind::Force);
+                    drop(c);
+                    closing.complete();
+                    break Err(err);
+                }
+                c.hook_pending = left != 0;
+                if !c.queue.is_empty() {
+                    conn = Some(c);
+                    continue;
+                }
+                if c.hook_pending {
+                    break Ok(());
+                }
+                conn = Some(c);
+            } else {
+                conn = Some(c);
+            }
+            let mut c = conn.take().expect("held");
+            if c.close_when_done && c.queue.is_empty() && !c.hook_pending {
+                let closing = close_locked(slot, &mut c, fd, CloseKind::Graceful);
+                drop(c);
+                closing.complete();
+                break Err(Errno::ENODEV);
+            }
+            break Ok(());
+        }
+        c.queue
+            .take_batch(hooks.is_some_and(|h| h.write.is_some()), &mut batch);
+        c.flushing = true;
+        c.pins += 1;
+        let sink = Sink {
+            fd,
+            uuid: id,
+            socket: c.socket,
+            hooks,
+        };
+        drop(c);
+        let step = send_step(&mut batch, &sink, &mut moved);
+        let mut c = slot.conn.lock();
+        later.extend(unpin(&mut c));
+        if !c.is(counter) {
+            // Closed meanwhile: what we hold goes with it.
+            drop(c);
+            batch.clear();
+            break Err(Errno::ENODEV);
+        }
+        c.flushing = false;
+        slot.changed.notify_all();
+        c.queue.put_back(batch.drain(..));
+        if !c.urgent_waiting.is_empty() {
+            let waiting: Vec<Entry> = c.urgent_waiting.drain(..).collect();
+            c.queue.push_urgent(waiting);
+        }
+        match step {
+            Step::Again => conn = Some(c),
+            Step::Done(Ok(())) => break Ok(()),
+            Step::Done(Err(e)) => {
+                let closing = close_locked(slot, &mut c, fd, CloseKind::Force);
+                drop(c);
+                closing.complete();
+                break Err(e);
+            }
+        }
+    };
+    drop(conn);
+    finish_all(later);
+    if moved {
+        callbacks::touch(id);
+    }
+    result
+}
+
+/// Sends one batch with no lock held and releases the entries it finished.
+fn send_step(batch: &mut Vec<Entry>, sink: &Sink, moved: &mut bool) -> Step {
+    let t = transfer::send(batch, sink);
+    let done = batch.iter().take_while(|e| e.is_done()).count();
+    batch.drain(..done);
+    *moved |= t.moved > 0;
+    if let Some(e) = t.failed {
+        Step::Done(Err(e))
+    } else if t.blocked || (t.moved == 0 && done == 0) {
+        Step::Done(Ok(()))
+    } else {
+        Step::Again
+    }
+}
+
+/// `sock_flush_strong`: flush until nothing is pending or the connection is
+/// gone, waiting for writability in between.
+pub fn flush_strong(id: isize) {
+    loop {
+        if flush(id).is_err() {
+            return;
+        }
+        let Some(mut l) = table::lock(id) else {
+            return;
+        };
+        if !l.conn.pending() {
+            return;
+        }
+        if l.conn.flushing {
+            // Another thread is sending: wait for it to put data back.
+            l.slot
+                .changed
+                .wait_for(&mut l.conn, std::time::Duration::from_millis(50));
+            continue;
+        }
+        let fd = l.fd;
+        drop(l);
+        sys::wait_writable(&[fd], 50);
+    }
+}
+
+/// `sock_flush_all`: flush every connection with data waiting (connections
+/// another thread is working on are skipped).
+pub fn flush_all() {
+    table().for_each(|fd, slot| {
+        let id = slot
+            .conn
+            .try_lock()
+            .filter(|c| c.open && c.pending() && !c.flushing)
+            .map(|c| uuid::encode(fd, c.counter));
+        if let Some(id) = id {
+            let _ = flush(id);
+        }
+    });
+}
+
+/// `sock_close`: close once everything queued is sent.
+pub fn close(id: isize) {
+    let Some(mut l) = table::lock(id) else {
+        return;
+    };
+    l.conn.close_when_done = true;
+    drop(l);
+    let _ = flush(id);
+}
+
+/// `sock_force_close`: close now, dropping what is queued.
+pub fn force_close(id: isize) {
+    let Some(mut l) = table::lock(id) else {
+        return;
+    };
+    let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
+    drop(l);
+    closing.complete();
+}
+
+/// `sock_packets_pending`.
+pub fn pending(id: isize) -> bool {
+    table::lock(id).is_some_and(|l| l.conn.pending())
+}
+
+/// `sock_rw_hook_get`.
+pub fn hooks_get(id: isize) -> *mut sock_rw_hook_s {
+    table::lock(id).map_or(std::ptr::null_mut(), |l| l.conn.hooks)
+}
+
+/// `sock_rw_hook_set`.
+pub fn hooks_set(id: isize, hooks: *mut sock_rw_hook_s) -> Result<(), Errno> {
+    let mut l = table::lock(id).ok_or(Errno::ENODEV)?;
+    l.conn.hooks = hooks;
+    Ok(())
+}
+
+/// `sock_fd2uuid`.
+pub fn fd2uuid(fd: RawFd) -> isize {
+    table()
+        .slot(fd)
+        .and_then(|slot| {
+            let c = slot.conn.lock();
+            c.open.then(|| uuid::encode(fd, c.counter))
+        })
+        .unwrap_or(uuid::INVALID)
+}
+
+/// `sock_checkout_packet`.
+pub fn checkout_packet() -> *mut sock_packet_s {
+    let p = pool::take(make_progress);
+    pool::lend(p);
+    p.as_ptr().cast()
+}
+
+/// `sock_free_packet`.
+pub fn free_packet(mut p: *mut sock_packet_s) {
+    while let Some(pp) = (!p.is_null()).then(|| pool::give_back(p)).flatten() {
+        // SAFETY: the pool confirmed a live packet lent to the program.
+        p = unsafe { (*pp.as_ptr()).head.metadata.next };
+        crate::queue::release_packet(pp);
+    }
+}

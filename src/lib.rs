@@ -1,0 +1,44 @@
+//! libsock-rs: facil.io's `libsock` (interface 0.2.2) in Rust, as a C library.
+//!
+//! Data flows one way, from the C surface down to the system calls:
+//!
+//! - [`ffi`] — the C surface: every `libsock.h` function, argument checks,
+//!   return values and `errno`, the panic boundary;
+//! - [`io`] — what the library does with connections (register, read, write,
+//!   flush, close);
+//! - [`table`] — the connection table: per-fd slots, generation counters,
+//!   the close life cycle;
+//! - [`queue`] — the per-connection write queue and its entries;
+//! - [`pool`] — the bounded packet pool;
+//! - [`transfer`] — moving queued bytes to the kernel or a write hook;
+//! - [`sys`] — thin wrappers around the system calls;
+//! - [`callbacks`] — the program's overridable callbacks;
+//! - [`types`] / [`uuid`] — the C types and the UUID encoding.
+
+#![allow(non_camel_case_types)]
+
+pub mod callbacks;
+pub mod ffi;
+pub mod io;
+pub mod pool;
+pub mod queue;
+pub mod sys;
+pub mod table;
+pub mod transfer;
+pub mod types;
+pub mod uuid;
+
+#[cfg(test)]
+mod header_tests {
+    /// The committed header must be what the build generates from these
+    /// sources (`make` refreshes it).
+    #[test]
+    fn committed_header_is_current() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/libsock.h"));
+        let committed = include_str!("../include/libsock.h");
+        assert!(
+            generated == committed,
+            "include/libsock.h is stale: run `make` and commit it"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The packet pool: a bounded number of `sock_packet_s` packets, each with
+//! `BUFFER_PACKET_SIZE` bytes of storage, allocated on first use and recycled.
+//!
+//! The bound (default `BUFFER_PACKET_POOL`) caps the memory the user-land
+//! buffer may hold. It is read once from the environment variable
+//! `LIBSOCK_PACKET_POOL` and can be changed at run time with
+//! `sock_set_packet_pool_size`. A few released packets are kept for reuse;
+//! the rest are returned to the allocator, so a burst does not pin memory.
+//!
+//! Packets handed to the program (`sock_checkout_packet`) are remembered, so a
+//! pointer that did not come from the pool, or a packet released twice, is
+//! refused instead of corrupting memory.
+
+use std::collections::HashSet;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::types::{BUFFER_PACKET_POOL, BUFFER_PACKET_SIZE, sock_packet_metadata_s, sock_packet_s};
+
+/// A pool packet: the public header followed by its own storage. `head` comes
+/// first, so a `*mut sock_packet_s` handed out is also a `*mut PoolPacket`.
+#[repr(C)]
+pub struct PoolPacket {
+    pub head: sock_packet_s,
+    storage: [u8; BUFFER_PACKET_SIZE],
+}
+
+impl PoolPacket {
+    /// Start of this packet's own storage.
+    pub fn storage(this: NonNull<PoolPacket>) -> *mut u8 {
+        // SAFETY: addr_of_mut! computes the field address without creating a
+        // reference; `this` points at a live PoolPacket.
+        unsafe { std::ptr::addr_of_mut!((*this.as_ptr()).storage).cast() }
+    }
+
+    /// Resets the header to what `sock_checkout_packet` promises.
+    fn reset(this: NonNull<PoolPacket>) {
+        let storage = PoolPacket::storage(this);
+        // SAFETY: `this` is a live packet that nobody else uses right now
+        // (it is being handed out or taken back).
+        unsafe {
+            let head = &mut (*this.as_ptr()).head;
+            head.length = 0;
+            head.buffer = storage.cast();
+            head.metadata = sock_packet_metadata_s::zeroed();
+        }
+    }
+}
+
+/// Released packets kept for reuse beyond which memory goes back to malloc.
+const KEEP_IDLE: usize = 64;
+
+struct State {
+    idle: Vec<NonNull<PoolPacket>>,
+    /// Packets allocated and not idle: held by connections or the program.
+    busy: usize,
+    limit: usize,
+    /// Packets currently checked out by the program.
+    lent: HashSet<usize>,
+}
+
+// SAFETY: the raw pointers are owned by the pool while in `idle`; access is
+// serialised by the mutex.
+unsafe impl Send for State {}
+
+struct Pool {
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let limit = std::env::var("LIBSOCK_PACKET_POOL")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(BUFFER_PACKET_POOL);
+        Pool {
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                busy: 0,
+                limit,
+                lent: HashSet::new(),
+            }),
+            freed: Condvar::new(),
+        }
+    })
+}
+
+/// The current bound on packets in use.
+pub fn limit() -> usize {
+    pool().state.lock().limit
+}
+
+/// Changes the bound. Packets in use beyond a lowered bound stay valid; new
+/// ones are handed out once usage fell below it.
+pub fn set_limit(packets: usize) {
+    let p = pool();
+    p.state.lock().limit = packets.max(1);
+    p.freed.notify_all();
+}
+
+/// Packets free to take right now (idle or still to be allocated).
+pub fn available() -> usize {
+    let s = pool().state.lock();
+    s.limit.saturating_sub(s.busy)
+}
+
+/// Takes a packet if the bound allows, without waiting.
+pub fn try_take() -> Option<NonNull<PoolPacket>> {
+    let mut s = pool().state.lock();
+    if s.busy >= s.limit {
+        return None;
+    }
+    let packet = match s.idle.pop() {
+        Some(p) => p,
+        None => {
+            let layout = std::alloc::Layout::new::<PoolPacket>();
+            // SAFETY: the layout is non-zero-sized; storage need not be
+            // initialised (it is written before it is read), the header is
+            // reset below.
+            let raw = unsafe { std::alloc::alloc(layout) }.cast::<PoolPacket>();
+            NonNull::new(raw)?
+        }
+    };
+    s.busy += 1;
+    drop(s);
+    PoolPacket::reset(packet);
+    Some(packet)
+}
+
+/// Takes a packet, calling `make_progress` (which flushes connections and
+/// waits briefly for the kernel to take data) until one is free.
+pub fn take(mut make_progress: impl FnMut()) -> NonNull<PoolPacket> {
+    loop {
+        if let Some(p) = try_take() {
+            return p;
+        }
+        make_progress();
+        let p = pool();
+        let mut s = p.state.lock();
+        if s.busy >= s.limit {
+            // Released packets wake us at once; the timeout bounds the wait
+            // for data the kernel drains without telling us.
+            p.freed.wait_for(&mut s, Duration::from_millis(1));
+        }
+    }
+}
+
+/// Returns a packet taken with [`try_take`]/[`take`] (not one lent to the
+/// program: see [`give_back`]).
+pub fn put(packet: NonNull<PoolPacket>) {
+    let p = pool();
+    let mut s = p.state.lock();
+    s.busy -= 1;
+    if s.idle.len() < KEEP_IDLE {
+        s.idle.push(packet);
+        drop(s);
+    } else {
+        drop(s);
+        // SAFETY: the packet was allocated in try_take with this layout and
+        // nobody holds it any more.
+        unsafe {
+            std::alloc::dealloc(
+                packet.as_ptr().cast(),
+                std::alloc::Layout::new::<PoolPacket>(),
+            )
+        };
+    }
+    p.freed.notify_one();
+}
+
+/// Records that `packet` is now the program's.
+pub fn lend(packet: NonNull<PoolPacket>) {
+    pool().state.lock().lent.insert(packet.as_ptr() as usize);
+}
+
+/// Takes back a packet the program holds. `None` when `ptr` was not lent by
+/// the pool (a foreign pointer, or a packet already sent or freed).
+pub fn give_back(ptr: *mut sock_packet_s) -> Option<NonNull<PoolPacket>> {
+    let mut s = pool().state.lock();
+    if s.lent.remove(&(ptr as usize)) {
+        NonNull::new(ptr.cast())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_come_reset_with_their_own_storage() {
+        let p = try_take().expect("pool has room");
+        // SAFETY: p is a live packet we hold.
+        let head = unsafe { &mut (*p.as_ptr()).head };
+        assert_eq!(head.length, 0);
+        assert_eq!(head.buffer.cast::<u8>(), PoolPacket::storage(p));
+        assert!(head.metadata.next.is_null());
+        head.length = 5;
+        put(p);
+        let q = try_take().unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { (*q.as_ptr()).head.length }, 0);
+        put(q);
+    }
+
+    #[test]
+    fn foreign_and_double_returns_are_refused() {
+        let p = try_take().unwrap();
+        lend(p);
+        let raw = p.as_ptr().cast::<sock_packet_s>();
+        assert!(give_back(raw).is_some());
+        assert!(give_back(raw).is_none(), "second release must be refused");
+        let mut local = std::mem::MaybeUninit::<sock_packet_s>::uninit();
+        assert!(give_back(local.as_mut_ptr()).is_none());
+        put(p);
+    }
+}

@@ -1,0 +1,453 @@
+//! Thin, typed wrappers around the system calls the library makes.
+//!
+//! Every `unsafe` block of the networking layer lives here. Functions return
+//! `Result<_, Errno>` (or the raw count of a transfer call, whose errors the
+//! caller classifies); none of them touches library state.
+
+use std::ffi::CStr;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{BorrowedFd, RawFd};
+
+use libc::{c_int, c_void, iovec, off_t};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+/// Sets `errno` for the calling thread.
+pub fn set_errno(e: Errno) {
+    e.set();
+}
+
+/// Borrows a raw fd for a nix call.
+///
+/// The library only calls this with fds it was handed and still tracks; a
+/// stale number at worst makes the call fail with `EBADF`.
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: BorrowedFd only requires the number not to be -1 during the
+    // call; callers check `fd >= 0`, and the kernel validates the number.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Sets `O_NONBLOCK` on `fd`. Returns `fcntl`'s result: -1 on error (errno set).
+pub fn set_non_block(fd: RawFd) -> c_int {
+    if fd < 0 {
+        set_errno(Errno::EBADF);
+        return -1;
+    }
+    let fd = borrow(fd);
+    let flags = match fcntl(fd, FcntlArg::F_GETFL) {
+        Ok(f) => OFlag::from_bits_retain(f),
+        Err(e) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    match fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)) {
+        Ok(r) => r,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// True when `fd` is an open file descriptor of this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    fd >= 0 && fcntl(borrow(fd), FcntlArg::F_GETFD).is_ok()
+}
+
+/// True when `fd` is a socket (so `MSG_NOSIGNAL` sends work on it).
+pub fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into the zeroed struct we own; fd is only read.
+    unsafe {
+        let mut st: libc::stat = zeroed();
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit where allowed and
+/// returns the soft limit in force (the number of fds the process may use).
+pub fn raise_fd_limit() -> u64 {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                return hard;
+            }
+            soft
+        }
+        Err(_) => 1024,
+    }
+}
+
+/// `close`, retried on nothing: on Linux the fd is released even on EINTR.
+pub fn close(fd: RawFd) {
+    // SAFETY: closing a number we own; an already-closed number gives EBADF.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// `shutdown(fd, SHUT_RDWR)`; errors (not a socket, not connected) ignored.
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: plain system call on a number; errors are harmless here.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// `read` into caller memory. Returns the system call's result.
+///
+/// # Safety
+/// `buf` must be valid for `count` bytes of writes.
+pub unsafe fn read(fd: RawFd, buf: *mut c_void, count: usize) -> isize {
+    // SAFETY: the caller guarantees the buffer.
+    unsafe { libc::read(fd, buf, count) }
+}
+
+/// Gathers `iov` into `fd`: `sendmsg(MSG_NOSIGNAL)` on sockets (so a vanished
+/// peer gives `EPIPE`, not `SIGPIPE`), `writev` otherwise (the caller holds a
+/// [`SigpipeGuard`] for those).
+///
+/// # Safety
+/// Every iovec must describe readable memory.
+pub unsafe fn write_vectored(fd: RawFd, iov: &[iovec], socket: bool) -> isize {
+    let count = iov.len().min(libc::UIO_MAXIOV as usize);
+    loop {
+        // SAFETY: forwarded from the caller.
+        let n = unsafe { write_vectored_once(fd, &iov[..count], socket) };
+        if n >= 0 || Errno::last() != Errno::EINTR {
+            return n;
+        }
+    }
+}
+
+/// # Safety
+/// As [`write_vectored`].
+unsafe fn write_vectored_once(fd: RawFd, iov: &[iovec], socket: bool) -> isize {
+    let count = iov.len();
+    if socket {
+        // SAFETY: msghdr is zeroed then pointed at the caller's iovecs, which
+        // stay alive for the call.
+        unsafe {
+            let mut msg: libc::msghdr = zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut iovec;
+            msg.msg_iovlen = count as _;
+            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+        }
+    } else {
+        // SAFETY: the caller guarantees the iovecs.
+        unsafe { libc::writev(fd, iov.as_ptr(), count as c_int) }
+    }
+}
+
+/// `sendfile` from `file` at `*offset` (advanced by the bytes sent).
+pub fn sendfile(out: RawFd, file: RawFd, offset: &mut off_t, count: usize) -> isize {
+    loop {
+        // SAFETY: `offset` is a valid exclusive reference for the call.
+        let n = unsafe { libc::sendfile(out, file, offset, count) };
+        if n >= 0 || Errno::last() != Errno::EINTR {
+            return n;
+        }
+    }
+}
+
+/// Reads up to `buf.len()` bytes of `file` at `offset`; falls back to a plain
+/// `read` for files that cannot seek (pipes), which then must be sent whole.
+pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> isize {
+    // SAFETY: `buf` is a valid exclusive slice for its length.
+    let n = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), buf.len(), offset) };
+    if n < 0 && Errno::last() == Errno::ESPIPE {
+        // SAFETY: as above.
+        return unsafe { libc::read(file, buf.as_mut_ptr().cast(), buf.len()) };
+    }
+    n
+}
+
+/// Waits until one of `fds` is writable (or hung up), at most `timeout_ms`.
+pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
+    let mut polled: Vec<PollFd> = fds
+        .iter()
+        .filter(|&&fd| fd >= 0)
+        .map(|&fd| PollFd::new(borrow(fd), PollFlags::POLLOUT))
+        .collect();
+    let _ = poll(&mut polled, PollTimeout::from(timeout_ms));
+}
+
+/// Blocks `SIGPIPE` for the calling thread while alive, and swallows a
+/// `SIGPIPE` that a write raised meanwhile, so that writing to a vanished peer
+/// (a pipe, or `sendfile` into a socket) fails with `EPIPE` instead of killing
+/// the process. The thread's signal mask is restored on drop.
+pub struct SigpipeGuard {
+    old_mask: libc::sigset_t,
+    was_pending: bool,
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+fn sigpipe_pending() -> bool {
+    // SAFETY: sigpending fills the set we own.
+    unsafe {
+        let mut pending: libc::sigset_t = zeroed();
+        libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1
+    }
+}
+
+impl SigpipeGuard {
+    /// Blocks `SIGPIPE` for this thread until the guard is dropped.
+    pub fn block() -> SigpipeGuard {
+        let set = sigpipe_set();
+        // SAFETY: pthread_sigmask reads `set` and writes the old mask we own.
+        let old_mask = unsafe {
+            let mut old: libc::sigset_t = zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            old
+        };
+        SigpipeGuard {
+            old_mask,
+            was_pending: sigpipe_pending(),
+        }
+    }
+}
+
+impl Drop for SigpipeGuard {
+    fn drop(&mut self) {
+        let errno = Errno::last_raw();
+        if !self.was_pending && sigpipe_pending() {
+            let set = sigpipe_set();
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: consumes the pending SIGPIPE our own write raised; the
+            // set and timeout are valid for the call.
+            unsafe {
+                libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+            }
+        }
+        // SAFETY: restores the mask saved in `new`.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
+        }
+        Errno::set_raw(errno);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Addresses and sockets
+ * ------------------------------------------------------------------------ */
+
+/// A numeric port must be 0..=65535; names ("http") go to the resolver.
+fn check_port(port: &CStr) -> Result<(), Errno> {
+    let bytes = port.to_bytes();
+    if bytes.iter().all(u8::is_ascii_digit) {
+        match std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            Some(p) if p <= 65535 => Ok(()),
+            _ => Err(Errno::EINVAL),
+        }
+    } else {
+        Ok(())
+    }
+}
+
+fn gai_errno(code: c_int) -> Errno {
+    match code {
+        libc::EAI_SYSTEM => Errno::last(),
+        libc::EAI_MEMORY => Errno::ENOMEM,
+        libc::EAI_AGAIN => Errno::EAGAIN,
+        libc::EAI_SERVICE | libc::EAI_BADFLAGS | libc::EAI_SOCKTYPE | libc::EAI_FAMILY => {
+            Errno::EINVAL
+        }
+        _ => Errno::EADDRNOTAVAIL,
+    }
+}
+
+/// Resolves `address`/`port` for TCP and calls `each` on every candidate
+/// address until it returns `Ok`.
+fn with_tcp_addresses<T>(
+    address: Option<&CStr>,
+    port: &CStr,
+    passive: bool,
+    mut each: impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    check_port(port)?;
+    // SAFETY: hints is zero-initialised (a valid addrinfo), getaddrinfo reads
+    // the NUL-terminated strings and hands back a list we free below.
+    unsafe {
+        let mut hints: libc::addrinfo = zeroed();
+        hints.ai_family = libc::AF_UNSPEC;
+        hints.ai_socktype = libc::SOCK_STREAM;
+        hints.ai_flags = if passive { libc::AI_PASSIVE } else { 0 };
+        let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+        let host = address.map_or(std::ptr::null(), CStr::as_ptr);
+        let rc = libc::getaddrinfo(host, port.as_ptr(), &hints, &mut list);
+        if rc != 0 {
+            return Err(gai_errno(rc));
+        }
+        let mut last = Errno::EADDRNOTAVAIL;
+        let mut cur = list;
+        let mut result = Err(last);
+        while !cur.is_null() {
+            match each(&*cur) {
+                Ok(v) => {
+                    result = Ok(v);
+                    break;
+                }
+                Err(e) => {
+                    last = e;
+                    result = Err(last);
+                }
+            }
+            cur = (*cur).ai_next;
+        }
+        libc::freeaddrinfo(list);
+        result
+    }
+}
+
+/// A new non-blocking, close-on-exec stream socket.
+fn stream_socket(family: c_int) -> Result<RawFd, Errno> {
+    // SAFETY: plain system call.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+}
+
+fn sock_call(rc: c_int, fd: RawFd) -> Result<(), Errno> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = Errno::last();
+        close(fd);
+        Err(e)
+    }
+}
+
+/// A Unix socket address for `path` (must fit `sun_path` with its NUL).
+fn unix_address(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
+    let bytes = path.to_bytes();
+    // SAFETY: sockaddr_un is plain data; zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { zeroed() };
+    if bytes.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    let len = (size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    Ok((addr, len))
+}
+
+/// A listening socket: TCP on `address:port`, or a Unix socket at `address`
+/// when `port` is `None`. Non-blocking, `SO_REUSEADDR`, backlog `SOMAXCONN`.
+pub fn listen(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errno> {
+    match port {
+        Some(port) => with_tcp_addresses(address, port, true, |ai| {
+            let fd = stream_socket(ai.ai_family)?;
+            let one: c_int = 1;
+            // SAFETY: the option value is a live c_int; ai_addr/ai_addrlen
+            // come from getaddrinfo and describe a valid address.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    (&one as *const c_int).cast(),
+                    size_of::<c_int>() as libc::socklen_t,
+                );
+                sock_call(libc::bind(fd, ai.ai_addr, ai.ai_addrlen), fd)?;
+                sock_call(libc::listen(fd, libc::SOMAXCONN), fd)?;
+            }
+            Ok(fd)
+        }),
+        None => {
+            let path = address.ok_or(Errno::EINVAL)?;
+            let (addr, len) = unix_address(path)?;
+            // A stale socket file from an earlier run would make bind fail;
+            // remove it, but never a file of another kind.
+            // SAFETY: lstat/unlink read the NUL-terminated path.
+            unsafe {
+                let mut st: libc::stat = zeroed();
+                if libc::lstat(path.as_ptr(), &mut st) == 0
+                    && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+                {
+                    libc::unlink(path.as_ptr());
+                }
+            }
+            let fd = stream_socket(libc::AF_UNIX)?;
+            // SAFETY: addr/len describe a valid sockaddr_un we own.
+            unsafe {
+                sock_call(
+                    libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len),
+                    fd,
+                )?;
+                sock_call(libc::listen(fd, libc::SOMAXCONN), fd)?;
+            }
+            Ok(fd)
+        }
+    }
+}
+
+/// Starts a non-blocking connect (TCP, or Unix when `port` is `None`).
+/// `EINPROGRESS` counts as success.
+pub fn connect(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errno> {
+    fn start(fd: RawFd, addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<RawFd, Errno> {
+        // SAFETY: addr/len describe a valid socket address owned by the caller.
+        let rc = unsafe { libc::connect(fd, addr, len) };
+        if rc == 0 || Errno::last() == Errno::EINPROGRESS {
+            Ok(fd)
+        } else {
+            let e = Errno::last();
+            close(fd);
+            Err(e)
+        }
+    }
+    match port {
+        Some(port) => {
+            let address = address.ok_or(Errno::EINVAL)?;
+            with_tcp_addresses(Some(address), port, false, |ai| {
+                let fd = stream_socket(ai.ai_family)?;
+                start(fd, ai.ai_addr, ai.ai_addrlen)
+            })
+        }
+        None => {
+            let (addr, len) = unix_address(address.ok_or(Errno::EINVAL)?)?;
+            let fd = stream_socket(libc::AF_UNIX)?;
+            start(fd, (&addr as *const libc::sockaddr_un).cast(), len)
+        }
+    }
+}
+
+/// Accepts one pending connection as a non-blocking, close-on-exec fd.
+pub fn accept(listener: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: NULL address arguments are allowed by accept4.
+    let fd = unsafe {
+        libc::accept4(
+            listener,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+}

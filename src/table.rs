@@ -1,0 +1,326 @@
+//! The connection table: one slot per fd number, each with the fd's
+//! generation counter and the state of the connection open on it.
+//!
+//! Slots live in chunks of [`CHUNK`] allocated the first time an fd of their
+//! range is registered, so memory follows the fds in use, not the fd limit.
+//! Chunks are never freed: a slot reference stays valid for the life of the
+//! process, which makes lookups lock-free; each slot has its own mutex.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::queue::{Entry, WriteQueue};
+use crate::sys;
+use crate::types::sock_rw_hook_s;
+use crate::uuid;
+
+/// Slots per chunk.
+pub const CHUNK: usize = 1024;
+/// Highest number of fds the table tracks, whatever the process limit.
+pub const MAX_TRACKED: usize = 1 << 24;
+
+/// How a connection's fd is let go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CloseKind {
+    /// Everything was sent: `close`.
+    Graceful,
+    /// Drop what is queued: `shutdown` + `close`.
+    Force,
+    /// The fd number already belongs to something else (closed behind the
+    /// library's back and reused): close nothing.
+    Forget,
+}
+
+/// A connection that was closed, whose fd and callbacks are still to be
+/// dealt with outside the slot lock.
+pub struct Closed {
+    pub uuid: isize,
+    pub fd: RawFd,
+    pub kind: CloseKind,
+    pub hooks: *mut sock_rw_hook_s,
+}
+
+// SAFETY: the hook pointer is only handed back to the program's `on_clear`;
+// the library never dereferences it after the close.
+unsafe impl Send for Closed {}
+
+/// The state of the connection on one fd.
+pub struct Conn {
+    /// Generation of the fd: bumped each time the fd is registered.
+    pub counter: u32,
+    pub open: bool,
+    /// The fd is a socket (sends use `MSG_NOSIGNAL`).
+    pub socket: bool,
+    pub queue: WriteQueue,
+    /// Urgent entries that arrived while a flush had entries out of the
+    /// queue; placed when those are put back.
+    pub urgent_waiting: VecDeque<Entry>,
+    pub hooks: *mut sock_rw_hook_s,
+    /// `sock_close` was called: close once everything is sent.
+    pub close_when_done: bool,
+    /// A thread is flushing (has entries out of the queue or is in the flush
+    /// hook); others leave the flushing to it.
+    pub flushing: bool,
+    /// The flush hook reported bytes still buffered.
+    pub hook_pending: bool,
+    /// A write larger than the free pool is being queued in parts; other
+    /// writers wait so its bytes stay together.
+    pub streaming: bool,
+    /// Threads inside a system call or hook on this fd without the lock; the
+    /// fd is not closed (and so cannot be reused) until they are out.
+    pub pins: u32,
+    /// Closes decided while pinned, finished by the last thread out.
+    pub deferred: Vec<Closed>,
+}
+
+// SAFETY: the raw hook pointer is the program's, shared by contract; all
+// other fields are plain data guarded by the slot mutex.
+unsafe impl Send for Conn {}
+
+impl Conn {
+    const fn new() -> Conn {
+        Conn {
+            counter: 0,
+            open: false,
+            socket: false,
+            queue: WriteQueue::new(),
+            urgent_waiting: VecDeque::new(),
+            hooks: std::ptr::null_mut(),
+            close_when_done: false,
+            flushing: false,
+            hook_pending: false,
+            streaming: false,
+            pins: 0,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// True when this is the live connection of generation `counter`.
+    pub fn is(&self, counter: u32) -> bool {
+        self.open && self.counter == counter
+    }
+
+    /// Has data waiting to be sent (queue, in flight, or in the hook).
+    pub fn pending(&self) -> bool {
+        !self.queue.is_empty()
+            || self.flushing
+            || !self.urgent_waiting.is_empty()
+            || self.hook_pending
+    }
+}
+
+/// One fd's slot.
+pub struct Slot {
+    pub conn: Mutex<Conn>,
+    /// Signalled when `streaming` or `flushing` ends, or the connection closes.
+    pub changed: Condvar,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            conn: Mutex::new(Conn::new()),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+/// Entries to drop and a close to finish, both outside the lock.
+#[must_use]
+pub struct Closing {
+    pub dropped: Vec<Entry>,
+    pub finish: Option<Closed>,
+}
+
+impl Closing {
+    /// Releases the dropped data, then closes the fd and runs the callbacks.
+    pub fn complete(self) {
+        drop(self.dropped);
+        if let Some(c) = self.finish {
+            finish(c);
+        }
+    }
+}
+
+/// Marks the connection closed and takes its data. The fd itself is closed
+/// (and the callbacks run) by [`Closing::complete`] — or, while another
+/// thread is inside a system call on the fd, by that thread when it leaves.
+pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Closing {
+    let closed = Closed {
+        uuid: uuid::encode(fd, c.counter),
+        fd,
+        kind,
+        hooks: std::mem::replace(&mut c.hooks, std::ptr::null_mut()),
+    };
+    c.open = false;
+    c.close_when_done = false;
+    c.flushing = false;
+    c.hook_pending = false;
+    c.streaming = false;
+    let mut dropped: Vec<Entry> = c.queue.take_all().into();
+    dropped.extend(c.urgent_waiting.drain(..));
+    slot.changed.notify_all();
+    let finish = if c.pins > 0 {
+        c.deferred.push(closed);
+        None
+    } else {
+        Some(closed)
+    };
+    Closing { dropped, finish }
+}
+
+/// Closes the fd (as `kind` says), then calls `on_clear`, `reactor_remove`
+/// and `reactor_on_close` for the closed UUID. No lock is held.
+pub fn finish(c: Closed) {
+    match c.kind {
+        CloseKind::Force => {
+            sys::shutdown(c.fd);
+            sys::close(c.fd);
+        }
+        CloseKind::Graceful => sys::close(c.fd),
+        CloseKind::Forget => {}
+    }
+    if !c.hooks.is_null() {
+        // SAFETY: the program lent this hook struct until `on_clear`; we read
+        // its `on_clear` member and hand the pointer back.
+        if let Some(on_clear) = unsafe { (*c.hooks).on_clear } {
+            // SAFETY: the program's callback, called with no lock held.
+            unsafe { on_clear(c.uuid, c.hooks) };
+        }
+    }
+    crate::callbacks::remove(c.uuid);
+    crate::callbacks::on_close(c.uuid);
+}
+
+/// Leaves a system call made while pinned: unpins, and hands back closes
+/// that were waiting for the last thread out.
+pub fn unpin(c: &mut Conn) -> Vec<Closed> {
+    c.pins -= 1;
+    if c.pins == 0 {
+        std::mem::take(&mut c.deferred)
+    } else {
+        Vec::new()
+    }
+}
+
+/// All slots.
+pub struct Table {
+    chunks: Box<[AtomicPtr<Slot>]>,
+    capacity: usize,
+    /// One past the highest fd ever registered (bounds `sock_flush_all`).
+    top: AtomicUsize,
+}
+
+impl Table {
+    fn new(capacity: usize) -> Table {
+        let capacity = capacity.clamp(CHUNK, MAX_TRACKED);
+        let chunks = capacity.div_ceil(CHUNK);
+        Table {
+            chunks: (0..chunks)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+            capacity,
+            top: AtomicUsize::new(0),
+        }
+    }
+
+    /// Number of fds tracked (max fd + 1).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn index(&self, fd: RawFd) -> Option<(usize, usize)> {
+        let fd = usize::try_from(fd).ok().filter(|&f| f < self.capacity)?;
+        Some((fd / CHUNK, fd % CHUNK))
+    }
+
+    /// The slot of `fd`, if its chunk exists (lookups never allocate).
+    pub fn slot(&self, fd: RawFd) -> Option<&'static Slot> {
+        let (chunk, i) = self.index(fd)?;
+        let base = self.chunks[chunk].load(Ordering::Acquire);
+        // SAFETY: a non-null chunk pointer is a leaked, never-freed array of
+        // CHUNK slots, and i < CHUNK.
+        (!base.is_null()).then(|| unsafe { &*base.add(i) })
+    }
+
+    /// The slot of `fd`, allocating its chunk on first use.
+    pub fn slot_or_create(&self, fd: RawFd) -> Option<&'static Slot> {
+        let (chunk, i) = self.index(fd)?;
+        let cell = &self.chunks[chunk];
+        let mut base = cell.load(Ordering::Acquire);
+        if base.is_null() {
+            let fresh: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
+            let fresh = Box::into_raw(fresh) as *mut Slot;
+            match cell.compare_exchange(
+                std::ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => base = fresh,
+                Err(winner) => {
+                    // SAFETY: `fresh` came from Box::into_raw of a CHUNK-long
+                    // slice just above and was never shared.
+                    drop(unsafe {
+                        Box::from_raw(std::ptr::slice_from_raw_parts_mut(fresh, CHUNK))
+                    });
+                    base = winner;
+                }
+            }
+        }
+        self.top.fetch_max(fd as usize + 1, Ordering::AcqRel);
+        // SAFETY: as in `slot`.
+        Some(unsafe { &*base.add(i) })
+    }
+
+    /// Calls `f` for every slot that may hold a connection.
+    pub fn for_each(&self, mut f: impl FnMut(RawFd, &'static Slot)) {
+        let top = self.top.load(Ordering::Acquire);
+        for fd in 0..top {
+            if let Some(slot) = self.slot(fd as RawFd) {
+                f(fd as RawFd, slot);
+            }
+        }
+    }
+}
+
+/// The process-wide table, sized by `sock_max_capacity` on first use.
+pub fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| Table::new(max_capacity()))
+}
+
+/// The number of fds the process may use, after raising the soft limit to
+/// the hard one; cached after the first call.
+pub fn max_capacity() -> usize {
+    static CAP: OnceLock<usize> = OnceLock::new();
+    *CAP.get_or_init(|| (sys::raise_fd_limit() as usize).clamp(1, MAX_TRACKED))
+}
+
+/// A locked, valid connection named by a UUID.
+pub struct Locked {
+    pub fd: RawFd,
+    pub counter: u32,
+    pub slot: &'static Slot,
+    pub conn: MutexGuard<'static, Conn>,
+}
+
+/// Locks the connection `uuid` names, if it is valid and open.
+pub fn lock(uuid: isize) -> Option<Locked> {
+    if uuid == uuid::INVALID {
+        return None;
+    }
+    let (fd, counter) = uuid::decode(uuid);
+    let slot = table().slot(fd)?;
+    let conn = slot.conn.lock();
+    conn.is(counter).then_some(Locked {
+        fd,
+        counter,
+        slot,
+        conn,
+    })
+}

@@ -1,0 +1,259 @@
+//! Moving queued bytes to the kernel (or to a write hook): gathered writes
+//! for memory, `sendfile` for files, and the read-and-write path for files
+//! that cannot use `sendfile` or must pass through a hook (TLS).
+//!
+//! Runs with no library lock held, on a batch of entries the flusher took
+//! out of the queue, so nothing else touches them meanwhile.
+
+use std::os::fd::RawFd;
+
+use libc::iovec;
+use nix::errno::Errno;
+
+use crate::queue::{Body, Entry, FileBody, Stage};
+use crate::sys;
+use crate::types::{BUFFER_FILE_READ_SIZE, sock_rw_hook_s};
+
+/// What one transfer round achieved.
+pub struct Transfer {
+    /// Bytes handed to the kernel or to the write hook.
+    pub moved: usize,
+    /// The destination can take nothing more now (`EAGAIN`).
+    pub blocked: bool,
+    /// The connection failed (the error), or a file could not be read.
+    pub failed: Option<Errno>,
+}
+
+/// Largest `sendfile` request (Linux transfers at most this much per call).
+const SENDFILE_MAX: usize = 0x7fff_f000;
+/// System calls one round may make on a single file before yielding.
+const FILE_ROUNDS: usize = 16;
+
+/// Where bytes go: the socket itself, or the connection's write hook.
+pub struct Sink {
+    pub fd: RawFd,
+    pub uuid: isize,
+    pub socket: bool,
+    pub hooks: Option<sock_rw_hook_s>,
+}
+
+impl Sink {
+    fn write_hook(
+        &self,
+    ) -> Option<unsafe extern "C" fn(isize, *const libc::c_void, usize) -> isize> {
+        self.hooks.and_then(|h| h.write)
+    }
+
+    /// Writes one buffer through the hook or the fd.
+    fn write_one(&self, buf: &[u8]) -> isize {
+        match self.write_hook() {
+            // SAFETY: the hook receives a valid buffer for the call; it is
+            // the program's code, called with no library lock held.
+            Some(w) => unsafe { w(self.uuid, buf.as_ptr().cast(), buf.len()) },
+            None => {
+                let iov = [iovec {
+                    iov_base: buf.as_ptr() as *mut _,
+                    iov_len: buf.len(),
+                }];
+                // SAFETY: the iovec describes `buf`.
+                unsafe { sys::write_vectored(self.fd, &iov, self.socket) }
+            }
+        }
+    }
+
+    /// Whether a write can raise `SIGPIPE` (so a guard is needed).
+    pub fn needs_sigpipe_guard(&self, batch: &[Entry]) -> bool {
+        !self.socket
+            || self.hooks.is_some()
+            || batch.iter().any(|e| matches!(e.body, Body::File(_)))
+    }
+}
+
+/// Classifies a failed transfer call by `errno`.
+fn failure(t: &mut Transfer) {
+    match Errno::last() {
+        Errno::EAGAIN | Errno::EINTR => t.blocked = true,
+        e => t.failed = Some(e),
+    }
+}
+
+/// Sends what it can of `batch` (taken with `WriteQueue::take_batch`).
+pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
+    let mut t = Transfer {
+        moved: 0,
+        blocked: false,
+        failed: None,
+    };
+    let _guard = sink
+        .needs_sigpipe_guard(batch)
+        .then(sys::SigpipeGuard::block);
+    match batch {
+        [
+            Entry {
+                body: Body::File(file),
+                ..
+            },
+        ] => send_file(file, sink, &mut t),
+        _ if sink.write_hook().is_some() => {
+            for e in batch.iter_mut() {
+                send_mem_one(e, sink, &mut t);
+                if t.blocked || t.failed.is_some() {
+                    break;
+                }
+            }
+        }
+        _ => send_mem_gathered(batch, sink, &mut t),
+    }
+    t
+}
+
+/// One gathered write of every memory entry of the batch.
+fn send_mem_gathered(batch: &mut [Entry], sink: &Sink, t: &mut Transfer) {
+    let mut iov: [iovec; crate::queue::MAX_BATCH] = [iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; crate::queue::MAX_BATCH];
+    let mut n = 0;
+    for e in batch.iter() {
+        if let Body::Mem { ptr, len, sent } = e.body
+            && sent < len
+            && n < iov.len()
+        {
+            // SAFETY: sent < len, so ptr + sent is inside the buffer.
+            iov[n] = iovec {
+                iov_base: unsafe { ptr.add(sent) } as *mut _,
+                iov_len: len - sent,
+            };
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    // SAFETY: each iovec describes unsent bytes of an entry we own.
+    let wrote = unsafe { sys::write_vectored(sink.fd, &iov[..n], sink.socket) };
+    if wrote < 0 {
+        failure(t);
+        return;
+    }
+    let mut left = wrote as usize;
+    t.moved += left;
+    for e in batch.iter_mut() {
+        if let Body::Mem { len, sent, .. } = &mut e.body {
+            let step = (*len - *sent).min(left);
+            *sent += step;
+            left -= step;
+        }
+    }
+    if t.moved == 0 {
+        t.blocked = true;
+    }
+}
+
+/// Writes one memory entry through the hook until done or blocked.
+fn send_mem_one(e: &mut Entry, sink: &Sink, t: &mut Transfer) {
+    while let Body::Mem { ptr, len, sent } = &mut e.body {
+        if *sent >= *len {
+            return;
+        }
+        // SAFETY: sent < len: the rest of the entry's buffer.
+        let rest = unsafe { std::slice::from_raw_parts(ptr.add(*sent), *len - *sent) };
+        let wrote = sink.write_one(rest);
+        if wrote < 0 {
+            failure(t);
+            return;
+        }
+        if wrote == 0 {
+            t.blocked = true;
+            return;
+        }
+        *sent += wrote as usize;
+        t.moved += wrote as usize;
+    }
+}
+
+fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
+    if sink.write_hook().is_some() {
+        f.no_sendfile = true;
+    }
+    for _ in 0..FILE_ROUNDS {
+        let staged = f.stage.as_ref().is_some_and(|s| s.start < s.end);
+        if !staged && (f.eof || f.remaining == 0) {
+            return;
+        }
+        if !f.no_sendfile && !staged {
+            let want = f.remaining.min(SENDFILE_MAX as u64) as usize;
+            let sent = sys::sendfile(sink.fd, f.fd, &mut f.offset, want);
+            if sent > 0 {
+                f.remaining -= sent as u64;
+                t.moved += sent as usize;
+                continue;
+            }
+            if sent == 0 {
+                f.eof = true;
+                return;
+            }
+            match Errno::last() {
+                Errno::EAGAIN | Errno::EINTR => {
+                    t.blocked = true;
+                    return;
+                }
+                // The file (or this kernel) cannot do sendfile: read and write.
+                Errno::EINVAL
+                | Errno::ENOSYS
+                | Errno::EOPNOTSUPP
+                | Errno::ESPIPE
+                | Errno::EOVERFLOW => {
+                    f.no_sendfile = true;
+                    continue;
+                }
+                e => {
+                    t.failed = Some(e);
+                    return;
+                }
+            }
+        }
+        // Read-and-write path.
+        let stage = f.stage.get_or_insert_with(Stage::new);
+        if stage.start >= stage.end {
+            let want = f.remaining.min(BUFFER_FILE_READ_SIZE as u64) as usize;
+            let got = sys::pread(f.fd, &mut stage.buf[..want], f.offset);
+            if got < 0 {
+                if Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                if Errno::last() == Errno::EAGAIN {
+                    t.blocked = true;
+                    return;
+                }
+                t.failed = Some(Errno::last());
+                return;
+            }
+            if got == 0 {
+                f.eof = true;
+                return;
+            }
+            stage.start = 0;
+            stage.end = got as usize;
+            f.offset += got as libc::off_t;
+            f.remaining -= got as u64;
+        }
+        let wrote = sink.write_one(&stage.buf[stage.start..stage.end]);
+        if wrote < 0 {
+            failure(t);
+            return;
+        }
+        if wrote == 0 {
+            t.blocked = true;
+            return;
+        }
+        stage.start += wrote as usize;
+        t.moved += wrote as usize;
+        if stage.start >= stage.end {
+            // Keep the buffer for the next chunk unless the file is done.
+            if f.remaining == 0 {
+                f.stage = None;
+            }
+        }
+    }
+}
