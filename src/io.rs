@@ -163,15 +163,17 @@ fn enqueue_and_flush(
 /// runs dry, the connection is reserved (`streaming`) and the rest is queued
 /// in parts as flushing frees packets, so several such writers never hold
 /// packets outside a queue (no deadlock) and no other write lands inside
-/// this one.
-fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
+/// this one. Returns whether a new packet was queued (false: the bytes all
+/// fit in the last queued packet).
+fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<bool, Errno> {
     wait_turn(l)?;
     let took = l.conn.queue.append_to_tail(data);
     let mut rest = &data[took..];
     let mut first = took == 0;
+    let mut pushed = false;
     let result = loop {
         if rest.is_empty() {
-            break Ok(());
+            break Ok(pushed);
         }
         let packet = match pool::try_take() {
             Some(p) => p,
@@ -202,6 +204,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
             first,
         ));
         first = false;
+        pushed = true;
         rest = &rest[n..];
     };
     if l.conn.is(l.counter) && l.conn.streaming {
@@ -302,10 +305,13 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
                     false,
                 )
             } else {
-                let r = copy_in(&mut l, o.fduuid, data);
+                let opened = copy_in(&mut l, o.fduuid, data);
+                let skip_flush = l.conn.blocked && opened == Ok(false);
                 drop(l);
-                r?;
-                schedule_flush(o.fduuid);
+                opened?;
+                if !skip_flush {
+                    schedule_flush(o.fduuid);
+                }
                 return Ok(());
             }
         }
@@ -462,6 +468,7 @@ pub fn flush(id: isize) -> Result<(), Errno> {
                 conn = Some(c);
             }
             let mut c = conn.take().expect("held");
+            c.blocked = false;
             if c.close_when_done && c.queue.is_empty() && !c.hook_pending {
                 let closing = close_locked(slot, &mut c, fd, CloseKind::Graceful);
                 drop(c);
@@ -499,7 +506,10 @@ pub fn flush(id: isize) -> Result<(), Errno> {
         }
         match step {
             Step::Again => conn = Some(c),
-            Step::Done(Ok(())) => break Ok(()),
+            Step::Done(Ok(())) => {
+                c.blocked = !c.queue.is_empty();
+                break Ok(());
+            }
             Step::Done(Err(e)) => {
                 let closing = close_locked(slot, &mut c, fd, CloseKind::Force);
                 drop(c);

@@ -67,6 +67,12 @@ pub struct Conn {
     pub flushing: bool,
     /// The flush hook reported bytes still buffered.
     pub hook_pending: bool,
+    /// The last flush stopped because the kernel took no more (`EAGAIN`).
+    /// Small writes that fit in the last queued packet then skip the flush
+    /// attempt (the event loop's `sock_flush` on writability, or the next
+    /// write that needs a new packet, sends them), so a slow reader costs no
+    /// system call per message.
+    pub blocked: bool,
     /// A write larger than the free pool is being queued in parts; other
     /// writers wait so its bytes stay together.
     pub streaming: bool,
@@ -93,6 +99,7 @@ impl Conn {
             close_when_done: false,
             flushing: false,
             hook_pending: false,
+            blocked: false,
             streaming: false,
             pins: 0,
             deferred: Vec::new(),
@@ -160,6 +167,7 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     c.close_when_done = false;
     c.flushing = false;
     c.hook_pending = false;
+    c.blocked = false;
     c.streaming = false;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
     dropped.extend(c.urgent_waiting.drain(..));
