@@ -151,7 +151,7 @@ else
   if [[ $rc -eq 0 && $nfail -eq 0 && $npass -gt 10 ]]; then
     pass "e valgrind: test_lifecycle ($npass checks) with no definite leak and no memory error"
   else
-    grep '^FAIL ' "$work/vg.out"
+    grep '^FAIL ' "$work/vg.out" | sed 's/^/  under valgrind: /'
     tail -n 30 "$work/vg.err"
     fail "e valgrind: test_lifecycle" "status $rc, $nfail failed checks"
   fi
