@@ -2,19 +2,38 @@
 #
 #   make          release build: build/lib/libsock.{so,a} + include/libsock.h
 #   make test     cargo tests, then the C harness against the shared and the
-#                 static library; ends with "N passed, N failed"
+#                 static library, then the ABI, symbol, header, version and
+#                 install checks; ends with "N passed, N failed"
+#   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header
+#                 and libsock.pc (see README, "Installing")
+#   make uninstall  removes exactly what `make install` put there
 #   make demo     see README (the example server)
 #   make clean
 
 SHELL   := /bin/bash
 CARGO   ?= cargo
 CC      ?= cc
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The version is set in Cargo.toml only ([package] version).
+VERSION := $(shell awk -F'"' '/^\[/ { pkg = ($$0 == "[package]") } pkg && /^version *=/ { print $$2; exit }' Cargo.toml)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 LIBDIR  := build/lib
 SONAME  := libsock.so.$(MAJOR)
 
-.PHONY: all build header test cargo-test c-test clean lint
+# Installation (GNU conventions; DESTDIR is prepended, never recorded).
+PREFIX       ?= /usr/local
+prefix       ?= $(PREFIX)
+libdir       ?= $(prefix)/lib
+includedir   ?= $(prefix)/include
+pkgconfigdir ?= $(libdir)/pkgconfig
+INSTALL      ?= install
+# What a program linking libsock.a needs besides it: rustc's
+# `native-static-libs` for this crate (`make native-static-libs` prints it),
+# without -lc.
+LIBS_PRIVATE ?= -lgcc_s -lutil -lrt -lpthread -lm -ldl
+
+.PHONY: all build header test cargo-test c-test clean lint abi-test \
+	check-symbols check-header check-version check-install \
+	pc install uninstall native-static-libs clang print-version
 
 all: build
 
@@ -35,13 +54,80 @@ header:
 	  cmp -s "$$h" include/libsock.h || { cp "$$h" include/libsock.h; echo "include/libsock.h regenerated"; }
 
 lint:
-	$(CARGO) fmt --check
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p libsock-abi-test --all-targets -- -D warnings
 
 # cargo tests first: they include the check that the committed header is
 # the generated one, which must run before `build` refreshes it.
 test:
 	@scripts/test-all.sh
+
+# ABI of include/libsock.h against the Rust definitions (abi-test/): ctest2
+# (sizes, alignments, fields, signatures, macros) and the bit-fields.
+abi-test:
+	$(CARGO) test -p libsock-abi-test
+
+# The dynamic symbols and SONAME of the shared library (after `make build`).
+check-symbols:
+	@scripts/check-symbols.sh
+
+# The header alone, twice, in use, with gcc and clang (C99, C11) and as C++.
+check-header: clang
+	@scripts/check-header.sh
+
+# clang for check-header, from Debian's packages when missing.
+clang:
+	@command -v clang >/dev/null && command -v clang++ >/dev/null || \
+	  { apt-get update && apt-get install -y clang; }
+
+# Cargo.toml's version in the header, the SONAME, the file names, libsock.pc.
+check-version:
+	@scripts/check-version.sh
+
+# make install / uninstall into temporary prefixes, then programs built with
+# pkg-config against the installed shared and static library.
+check-install:
+	@scripts/check-install.sh
+
+# libsock.pc for PREFIX, from pkgconfig/libsock.pc.in.
+# libdir and includedir are written relative to ${prefix} when under it.
+PCFILE ?= build/libsock.pc
+pc:
+	@mkdir -p $(dir $(PCFILE))
+	sed -e 's|@PREFIX@|$(prefix)|g' \
+	    -e 's|@LIBDIR@|$(patsubst $(prefix)/%,$${prefix}/%,$(libdir))|g' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(prefix)/%,$${prefix}/%,$(includedir))|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' pkgconfig/libsock.pc.in > $(PCFILE)
+
+# install does not build: `make` first, as yourself (cargo run by `sudo make
+# install` would leave root-owned files in target/).
+install:
+	@test -f $(LIBDIR)/libsock.so.$(VERSION) -a -f $(LIBDIR)/libsock.a || \
+	  { echo "$(LIBDIR)/libsock.so.$(VERSION) or libsock.a missing: run make first"; exit 1; }
+	$(INSTALL) -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
+	$(INSTALL) -m 755 $(LIBDIR)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/libsock.so.$(VERSION)
+	ln -sf libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libsock.so
+	$(INSTALL) -m 644 $(LIBDIR)/libsock.a $(DESTDIR)$(libdir)/libsock.a
+	$(INSTALL) -m 644 include/libsock.h $(DESTDIR)$(includedir)/libsock.h
+	@$(MAKE) --no-print-directory pc PCFILE=$(DESTDIR)$(pkgconfigdir)/libsock.pc
+	chmod 644 $(DESTDIR)$(pkgconfigdir)/libsock.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
+	      $(DESTDIR)$(libdir)/libsock.so $(DESTDIR)$(libdir)/libsock.a \
+	      $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc
+
+# The version (from Cargo.toml), for scripts.
+print-version:
+	@echo $(VERSION)
+
+# What rustc says a program linking libsock.a needs (rebuilds the crate once
+# with an extra flag; compare with LIBS_PRIVATE above).
+native-static-libs:
+	$(CARGO) rustc --release --lib -- --print native-static-libs 2>&1 | grep native-static-libs
 
 clean:
 	$(CARGO) clean

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project and prints one closing line:
 #   N passed, N failed
-# counting cargo tests and C harness cases (shared and static builds).
+# counting cargo tests, C harness cases (shared and static builds), the ABI
+# tests of abi-test/ and the PASS/FAIL lines of the symbol, version, header
+# and install checks (scripts/check-*.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,37 @@ for mode in shared static; do
   fi
   p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
   passed=$((passed + p)); failed=$((failed + f))
+done
+
+# The ABI of include/libsock.h against the Rust definitions: the bit-field
+# tests (counted like cargo tests) and ctest2's generated checks (one case:
+# a `main` that prints "PASSED <n> tests" or panics).
+echo "== ABI (abi-test: ctest2, bit-fields)"
+cargo test -p libsock-abi-test --no-fail-fast 2>&1 | tee "$log"
+abi_rc=${PIPESTATUS[0]}
+while read -r p f; do
+  passed=$((passed + p)); failed=$((failed + f))
+done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log")
+if n=$(sed -n 's/^PASSED \([0-9]*\) tests$/\1/p' "$log") && [[ -n $n ]]; then
+  echo "PASS abi/ctest2 ($n checks)"; passed=$((passed + 1))
+else
+  echo "FAIL abi/ctest2"; failed=$((failed + 1))
+fi
+if [[ $abi_rc -ne 0 ]] && ! grep -q -e '^test result: FAILED' -e '^bad ' "$log"; then
+  echo "FAIL abi-test (exit status $abi_rc: build failure or crash)"; failed=$((failed + 1))
+fi
+
+# Checks that print PASS/FAIL lines; a check that fails without printing a
+# FAIL line (crash, missing tool) counts as one failure.
+for check in check-symbols check-version check-header check-install; do
+  echo "== $check"
+  make --no-print-directory "$check" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log")
+  passed=$((passed + p)); failed=$((failed + f))
+  if [[ $rc -ne 0 && $f -eq 0 ]]; then
+    echo "FAIL $check (exit status $rc)"; failed=$((failed + 1))
+  fi
 done
 
 echo

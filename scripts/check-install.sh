@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# `make install` / `make uninstall`, into temporary directories:
+# - staged (DESTDIR=<tmp> PREFIX=/usr/local): exactly the expected files and
+#   symlinks appear next to unrelated files already there, libsock.pc names
+#   /usr/local (not DESTDIR), and `make uninstall` removes exactly them;
+# - PREFIX=<tmp> (no DESTDIR): abi/install/prog.c built with
+#   `pkg-config --cflags --libs libsock` (shared: runs against the installed
+#   libsock.so.<major>) and with `pkg-config --static` against libsock.a
+#   (no libsock.so needed); both run; `make uninstall` leaves nothing.
+# Prints PASS/FAIL lines; exits non-zero when one failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/version.sh
+
+failed=0
+pass() { echo "PASS install/$1"; }
+fail() { echo "FAIL install/$1${2:+ ($2)}"; failed=$((failed + 1)); }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+CC=${CC:-cc}
+MAKE_=(make --no-print-directory -s)
+
+# Files and symlinks under a directory, relative, sorted.
+contents() { (cd "$1" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort); }
+
+installed="lib/libsock.a
+lib/libsock.so
+lib/libsock.so.$major
+lib/libsock.so.$version
+lib/pkgconfig/libsock.pc
+include/libsock.h"
+installed=$(sort <<<"$installed")
+
+# Default prefix.
+dry=$(make --no-print-directory -n install 2>&1)
+if grep -q "/usr/local/lib/libsock.so.$version" <<<"$dry"; then
+  pass default-prefix-usr-local
+else
+  fail default-prefix-usr-local "make -n install does not target /usr/local/lib"
+fi
+
+# --- staged install next to other files --------------------------------------
+stage=$tmp/stage
+mkdir -p "$stage/usr/local/lib/pkgconfig" "$stage/usr/local/include"
+touch "$stage/usr/local/lib/libother.so.1" "$stage/usr/local/include/other.h" \
+  "$stage/usr/local/lib/pkgconfig/other.pc"
+before=$(contents "$stage")
+if "${MAKE_[@]}" install DESTDIR="$stage" PREFIX=/usr/local >"$tmp/log" 2>&1; then
+  expected=$(sort <<<"$before"$'\n'"$(sed 's|^|usr/local/|' <<<"$installed")")
+  if [[ $(contents "$stage") == "$expected" ]]; then
+    pass staged-files
+  else
+    diff <(echo "$expected") <(contents "$stage") | sed 's/^/  /' >&2
+    fail staged-files "unexpected files under DESTDIR"
+  fi
+  lib=$stage/usr/local/lib
+  if [[ $(readlink "$lib/libsock.so.$major") == "libsock.so.$version" &&
+    $(readlink "$lib/libsock.so") == "libsock.so.$major" &&
+    -f $lib/libsock.so.$version && ! -L $lib/libsock.so.$version ]] &&
+    cmp -s "$lib/libsock.so.$version" "build/lib/libsock.so.$version" &&
+    cmp -s "$lib/libsock.a" build/lib/libsock.a &&
+    cmp -s "$stage/usr/local/include/libsock.h" include/libsock.h; then
+    pass staged-libraries-and-symlinks
+  else
+    fail staged-libraries-and-symlinks "libsock.so -> libsock.so.$major -> libsock.so.$version, copies of build/"
+  fi
+  pc=$lib/pkgconfig/libsock.pc
+  if grep -qx 'prefix=/usr/local' "$pc" && ! grep -q "$stage" "$pc" &&
+    grep -qx "Version: $version" "$pc"; then
+    pass staged-pc-prefix
+  else
+    sed 's/^/  /' "$pc" >&2
+    fail staged-pc-prefix "libsock.pc must name PREFIX, not DESTDIR"
+  fi
+  "${MAKE_[@]}" uninstall DESTDIR="$stage" PREFIX=/usr/local >>"$tmp/log" 2>&1
+  if [[ $(contents "$stage") == "$before" ]]; then
+    pass staged-uninstall-exact
+  else
+    diff <(echo "$before") <(contents "$stage") | sed 's/^/  /' >&2
+    fail staged-uninstall-exact "uninstall left or removed other files"
+  fi
+else
+  sed 's/^/  /' "$tmp/log" >&2
+  fail staged-install "make install DESTDIR=... failed"
+fi
+
+# --- a prefix, used through pkg-config ---------------------------------------
+prefix=$tmp/prefix
+if "${MAKE_[@]}" install PREFIX="$prefix" >"$tmp/log" 2>&1; then
+  export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+  if [[ $(pkg-config --modversion libsock 2>/dev/null) == "$version" ]]; then
+    pass pkg-config-finds-libsock
+  else
+    fail pkg-config-finds-libsock "pkg-config --modversion libsock"
+  fi
+
+  # Shared: the flags as pkg-config gives them; the loader finds
+  # libsock.so.<major> (the SONAME) in the prefix.
+  # shellcheck disable=SC2046
+  if $CC -std=c11 -Wall -Wextra -Werror -o "$tmp/prog-shared" abi/install/prog.c \
+    $(pkg-config --cflags --libs libsock) >"$tmp/log" 2>&1; then
+    needed=$(readelf -d "$tmp/prog-shared" | sed -n 's/.*(NEEDED).*\[\(libsock[^]]*\)\].*/\1/p')
+    resolved=$(LD_LIBRARY_PATH=$prefix/lib ldd "$tmp/prog-shared" | awk '$1 ~ /^libsock/ { print $3 }')
+    if [[ $needed == "libsock.so.$major" && $resolved == "$prefix/lib/libsock.so.$major" ]] &&
+      LD_LIBRARY_PATH=$prefix/lib timeout 60 "$tmp/prog-shared" >"$tmp/out" 2>&1 &&
+      grep -qx "libsock $version ok" "$tmp/out"; then
+      pass shared-program
+    else
+      sed 's/^/  /' "$tmp/out" >&2
+      fail shared-program "NEEDED '$needed', resolved '$resolved'"
+    fi
+  else
+    sed 's/^/  /' "$tmp/log" >&2
+    fail shared-program "build with pkg-config --cflags --libs libsock"
+  fi
+
+  # Static: pkg-config --static adds Libs.private; -lsock is pointed at the
+  # archive (-l:libsock.a), as the shared library sits next to it.
+  static_libs=$(pkg-config --static --libs libsock | sed 's/\(^\| \)-lsock\( \|$\)/\1-l:libsock.a\2/')
+  # shellcheck disable=SC2046,SC2086
+  if $CC -std=c11 -Wall -Wextra -Werror -o "$tmp/prog-static" abi/install/prog.c \
+    $(pkg-config --static --cflags libsock) $static_libs >"$tmp/log" 2>&1; then
+    if ! readelf -d "$tmp/prog-static" | grep -q 'NEEDED.*libsock' &&
+      timeout 60 "$tmp/prog-static" >"$tmp/out" 2>&1 &&
+      grep -qx "libsock $version ok" "$tmp/out"; then
+      pass static-program
+    else
+      sed 's/^/  /' "$tmp/out" >&2
+      fail static-program "needs libsock.so or failed"
+    fi
+  else
+    sed 's/^/  /' "$tmp/log" >&2
+    fail static-program "build with pkg-config --static ($static_libs)"
+  fi
+
+  "${MAKE_[@]}" uninstall PREFIX="$prefix" >"$tmp/log" 2>&1
+  if [[ -z $(contents "$prefix") ]]; then
+    pass uninstall-leaves-nothing
+  else
+    contents "$prefix" | sed 's/^/  left: /' >&2
+    fail uninstall-leaves-nothing
+  fi
+else
+  sed 's/^/  /' "$tmp/log" >&2
+  fail prefix-install "make install PREFIX=$prefix failed"
+fi
+
+[[ $failed -eq 0 ]]
