@@ -394,12 +394,32 @@ fn schedule_flush(id: isize) {
     }
 }
 
-/// Result of one step of [`flush`] taken with the lock released.
+/// What a flush step leaves to do.
+enum Next {
+    /// Keep flushing, lock held.
+    Again(MutexGuard<'static, Conn>),
+    /// Stop with this result.
+    Stop(Result<(), Errno>),
+}
+
+/// Outcome of one transfer round, before the lock is taken again.
 enum Step {
-    /// Keep flushing.
     Again,
-    /// Stop: nothing more can be done now.
     Done(Result<(), Errno>),
+}
+
+/// One `sock_flush` call on one connection.
+struct Flusher {
+    id: isize,
+    fd: RawFd,
+    counter: u32,
+    slot: &'static table::Slot,
+    /// Bytes reached the kernel or the write hook (`sock_touch` is due).
+    moved: bool,
+    /// Entries taken out of the queue while sending them without the lock.
+    batch: Vec<Entry>,
+    /// Closes handed to us by `unpin`, finished once the lock is released.
+    later: Vec<Closed>,
 }
 
 /// `sock_flush`: writes what the kernel takes now; closes the connection
@@ -408,122 +428,158 @@ pub fn flush(id: isize) -> Result<(), Errno> {
     let Some(l) = table::lock(id) else {
         return Err(Errno::ENODEV);
     };
-    let Locked {
-        fd,
-        counter,
-        slot,
-        conn,
-    } = l;
-    let mut conn = Some(conn);
-    let mut moved = false;
-    let mut batch: Vec<Entry> = Vec::new();
-    let mut later: Vec<Closed> = Vec::new();
-    let result = loop {
-        let mut c = conn.take().expect("the flush loop holds the lock here");
-        if c.flushing {
-            break Ok(());
-        }
-        let hooks = hooks_of(&c);
-        if c.queue.is_empty() {
-            if !c.urgent_waiting.is_empty() {
-                let waiting: Vec<Entry> = c.urgent_waiting.drain(..).collect();
-                c.queue.push_urgent(waiting);
-                conn = Some(c);
-                continue;
-            }
-            // Hook-buffered bytes (TLS records) are part of the queue too.
-            if let Some(hook_flush) = hooks.and_then(|h| h.flush) {
-                c.flushing = true;
-                c.pins += 1;
-                drop(c);
-                let left = {
-                    let _guard = sys::SigpipeGuard::block();
-                    // SAFETY: the program's hook, no lock held.
-                    unsafe { hook_flush(id) }
-                };
-                let err = Errno::last();
-                let mut c = slot.conn.lock();
-                later.extend(unpin(&mut c));
-                if !c.is(counter) {
-                    break Err(Errno::ENODEV);
-                }
-                c.flushing = false;
-                slot.changed.notify_all();
-                if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
-                    let closing = close_locked(slot, &mut c, fd, CloseKind::Force);
-                    drop(c);
-                    closing.complete();
-                    break Err(err);
-                }
-                c.hook_pending = left != 0;
-                if !c.queue.is_empty() {
-                    conn = Some(c);
-                    continue;
-                }
-                if c.hook_pending {
-                    break Ok(());
-                }
-                conn = Some(c);
-            } else {
-                conn = Some(c);
-            }
-            let mut c = conn.take().expect("held");
-            c.blocked = false;
-            if c.close_when_done && c.queue.is_empty() && !c.hook_pending {
-                let closing = close_locked(slot, &mut c, fd, CloseKind::Graceful);
-                drop(c);
-                closing.complete();
-                break Err(Errno::ENODEV);
-            }
-            break Ok(());
-        }
-        c.queue
-            .take_batch(hooks.is_some_and(|h| h.write.is_some()), &mut batch);
-        c.flushing = true;
-        c.pins += 1;
-        let sink = Sink {
-            fd,
-            uuid: id,
-            socket: c.socket,
-            hooks,
-        };
-        drop(c);
-        let step = send_step(&mut batch, &sink, &mut moved);
-        let mut c = slot.conn.lock();
-        later.extend(unpin(&mut c));
-        if !c.is(counter) {
-            // Closed meanwhile: what we hold goes with it.
-            drop(c);
-            batch.clear();
-            break Err(Errno::ENODEV);
-        }
-        c.flushing = false;
-        slot.changed.notify_all();
-        c.queue.put_back(batch.drain(..));
-        if !c.urgent_waiting.is_empty() {
-            let waiting: Vec<Entry> = c.urgent_waiting.drain(..).collect();
-            c.queue.push_urgent(waiting);
-        }
-        match step {
-            Step::Again => conn = Some(c),
-            Step::Done(Ok(())) => {
-                c.blocked = !c.queue.is_empty();
-                break Ok(());
-            }
-            Step::Done(Err(e)) => {
-                let closing = close_locked(slot, &mut c, fd, CloseKind::Force);
-                drop(c);
-                closing.complete();
-                break Err(e);
-            }
-        }
+    let mut f = Flusher {
+        id,
+        fd: l.fd,
+        counter: l.counter,
+        slot: l.slot,
+        moved: false,
+        batch: Vec::new(),
+        later: Vec::new(),
     };
-    drop(conn);
-    finish_all(later);
-    if moved {
+    let result = f.run(l.conn);
+    finish_all(std::mem::take(&mut f.later));
+    if f.moved {
         callbacks::touch(id);
     }
     result
+}
+
+impl Flusher {
+    fn run(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+        // The flush hook already reported nothing buffered in this call.
+        let mut hook_clean = false;
+        loop {
+            if c.flushing {
+                // Another thread is sending; it goes on until it blocks.
+                return Ok(());
+            }
+            place_urgent(&mut c);
+            let hooks = hooks_of(&c);
+            let next = if !c.queue.is_empty() {
+                hook_clean = false;
+                self.send_batch(c, hooks)
+            } else if let Some(hook_flush) = hooks.and_then(|h| h.flush)
+                && !hook_clean
+            {
+                // Bytes the hook buffers (TLS records) are queued data too.
+                hook_clean = true;
+                self.hook_flush(c, hook_flush)
+            } else {
+                return self.idle(c);
+            };
+            match next {
+                Next::Again(guard) => c = guard,
+                Next::Stop(result) => return result,
+            }
+        }
+    }
+
+    /// Sends a batch of entries with the lock released.
+    fn send_batch(
+        &mut self,
+        mut c: MutexGuard<'static, Conn>,
+        hooks: Option<sock_rw_hook_s>,
+    ) -> Next {
+        c.queue
+            .take_batch(hooks.is_some_and(|h| h.write.is_some()), &mut self.batch);
+        let sink = Sink {
+            fd: self.fd,
+            uuid: self.id,
+            socket: c.socket,
+            hooks,
+        };
+        c.flushing = true;
+        c.pins += 1;
+        drop(c);
+        let step = send_step(&mut self.batch, &sink, &mut self.moved);
+        let Some(mut c) = self.relock() else {
+            // Closed meanwhile: what we hold goes with it.
+            self.batch.clear();
+            return Next::Stop(Err(Errno::ENODEV));
+        };
+        c.queue.put_back(self.batch.drain(..));
+        place_urgent(&mut c);
+        match step {
+            Step::Again => Next::Again(c),
+            Step::Done(Ok(())) => {
+                c.blocked = !c.queue.is_empty();
+                Next::Stop(Ok(()))
+            }
+            Step::Done(Err(e)) => self.fail(c, e),
+        }
+    }
+
+    /// Calls the connection's flush hook with the lock released.
+    fn hook_flush(
+        &mut self,
+        mut c: MutexGuard<'static, Conn>,
+        hook_flush: unsafe extern "C" fn(isize) -> isize,
+    ) -> Next {
+        c.flushing = true;
+        c.pins += 1;
+        drop(c);
+        let left = {
+            let _guard = sys::SigpipeGuard::block();
+            // SAFETY: the program's hook, called with no lock held.
+            unsafe { hook_flush(self.id) }
+        };
+        let err = Errno::last();
+        let Some(mut c) = self.relock() else {
+            return Next::Stop(Err(Errno::ENODEV));
+        };
+        if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
+            return self.fail(c, err);
+        }
+        c.hook_pending = left != 0;
+        if c.hook_pending && c.queue.is_empty() {
+            return Next::Stop(Ok(()));
+        }
+        Next::Again(c)
+    }
+
+    /// Nothing left to send: complete a pending graceful close — unless a
+    /// write is still queuing its parts (it flushes again when done), so
+    /// that no write is cut short by the close.
+    fn idle(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+        c.blocked = false;
+        if c.close_when_done && !c.hook_pending && !c.streaming {
+            let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
+            drop(c);
+            closing.complete();
+            return Err(Errno::ENODEV);
+        }
+        Ok(())
+    }
+
+    /// Takes the lock back after a system call or hook: unpins, and returns
+    /// the guard if the connection is still the one being flushed.
+    fn relock(&mut self) -> Option<MutexGuard<'static, Conn>> {
+        let mut c = self.slot.conn.lock();
+        self.later.extend(unpin(&mut c));
+        if !c.is(self.counter) {
+            return None;
+        }
+        c.flushing = false;
+        self.slot.changed.notify_all();
+        Some(c)
+    }
+
+    /// The connection failed: close it now, dropping what is queued.
+    fn fail(&mut self, mut c: MutexGuard<'static, Conn>, e: Errno) -> Next {
+        let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Force);
+        drop(c);
+        closing.complete();
+        Next::Stop(Err(e))
+    }
+}
+
+/// Places urgent entries that arrived while a batch was out of the queue.
+fn place_urgent(c: &mut Conn) {
+    if !c.urgent_waiting.is_empty() && !c.flushing {
+        let waiting: Vec<Entry> = c.urgent_waiting.drain(..).collect();
+        c.queue.push_urgent(waiting);
+    }
 }
 
 /// Sends one batch with no lock held and releases the entries it finished.

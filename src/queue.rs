@@ -80,8 +80,8 @@ pub struct Entry {
     pub owner: Owner,
     /// An urgent entry may be placed before this one.
     pub can_interrupt: bool,
-    /// Some of it was handed to the kernel (or is being): nothing may be
-    /// inserted before it any more.
+    /// Some of it was handed to the kernel (set by the transfer layer):
+    /// nothing may be inserted before it any more.
     pub started: bool,
 }
 
@@ -238,10 +238,9 @@ impl WriteQueue {
             if is_file && !batch.is_empty() {
                 break;
             }
-            let Some(mut e) = self.entries.pop_front() else {
+            let Some(e) = self.entries.pop_front() else {
                 break;
             };
-            e.started = true;
             batch.push(e);
             if is_file {
                 break;

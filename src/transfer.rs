@@ -91,9 +91,13 @@ pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
         [
             Entry {
                 body: Body::File(file),
+                started,
                 ..
             },
-        ] => send_file(file, sink, &mut t),
+        ] => {
+            send_file(file, sink, &mut t);
+            *started |= t.moved > 0 || file.stage.is_some();
+        }
         _ if sink.write_hook().is_some() => {
             for e in batch.iter_mut() {
                 send_mem_one(e, sink, &mut t);
@@ -143,6 +147,7 @@ fn send_mem_gathered(batch: &mut [Entry], sink: &Sink, t: &mut Transfer) {
             let step = (*len - *sent).min(left);
             *sent += step;
             left -= step;
+            e.started |= step > 0;
         }
     }
     if t.moved == 0 {
@@ -169,6 +174,7 @@ fn send_mem_one(e: &mut Entry, sink: &Sink, t: &mut Transfer) {
         }
         *sent += wrote as usize;
         t.moved += wrote as usize;
+        e.started = true;
     }
 }
 
