@@ -132,3 +132,6 @@ native-static-libs:
 clean:
 	$(CARGO) clean
 	rm -rf build
+
+# Targets contributed by the examples, benchmarks and TLS work.
+-include mk/*.mk

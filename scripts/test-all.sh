@@ -3,7 +3,7 @@
 #   N passed, N failed
 # counting cargo tests, C harness cases (shared and static builds), the ABI
 # tests of abi-test/ and the PASS/FAIL lines of the symbol, version, header
-# and install checks (scripts/check-*.sh).
+# and install checks (scripts/check-*.sh), and the suites in tests.d/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +66,24 @@ for check in check-symbols check-version check-header check-install; do
   passed=$((passed + p)); failed=$((failed + f))
   if [[ $rc -ne 0 && $f -eq 0 ]]; then
     echo "FAIL $check (exit status $rc)"; failed=$((failed + 1))
+  fi
+done
+
+# Suites of the examples, TLS and reliability work: every executable
+# tests.d/*.sh, whose last line is "N passed, N failed".
+for suite in tests.d/*.sh; do
+  [[ -x $suite ]] || continue
+  echo "== $suite"
+  "$suite" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(tail -n 1 "$log")
+  if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    passed=$((passed + BASH_REMATCH[1])); failed=$((failed + BASH_REMATCH[2]))
+    if [[ $rc -ne 0 && ${BASH_REMATCH[2]} -eq 0 ]]; then
+      echo "FAIL $suite (exit status $rc)"; failed=$((failed + 1))
+    fi
+  else
+    echo "FAIL $suite (no closing summary line)"; failed=$((failed + 1))
   fi
 done
 
