@@ -1,0 +1,55 @@
+# The example programs (examples/) and `make demo`.
+#
+#   make examples   build/examples/http_hello and build/examples/echo
+#   make demo       http_hello on $(DEMO_ADDR):$(DEMO_PORT) serving
+#                   build/demo-www (generated); Ctrl-C stops it
+#
+# The examples are C11 programs using only libsock's public API and
+# POSIX/Linux, linked against build/lib/libsock.so (rpath set).
+
+EX_DIR    := build/examples
+EX_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude -Iexamples
+EX_LIBS   := -L$(LIBDIR) -lsock -lpthread -Wl,-rpath,$(CURDIR)/$(LIBDIR)
+EX_COMMON := examples/loop.c examples/loop.h include/libsock.h
+EX_PROGS  := $(EX_DIR)/http_hello $(EX_DIR)/echo
+
+DEMO_ADDR ?= 127.0.0.1
+DEMO_PORT ?= 3000
+DEMO_IDLE ?= 10
+DEMO_WWW  := build/demo-www
+
+.PHONY: examples demo demo-www
+
+examples: build
+	@$(MAKE) --no-print-directory $(EX_PROGS)
+
+$(EX_DIR)/%: examples/%.c $(EX_COMMON) $(LIBDIR)/libsock.so
+	@mkdir -p $(EX_DIR)
+	$(CC) $(EX_CFLAGS) -o $@ $< examples/loop.c $(EX_LIBS)
+
+# Sample files: a small index linking the others, a text file, a nested
+# folder and a larger binary file (8 MiB, random).
+demo-www: $(DEMO_WWW)/.done
+
+$(DEMO_WWW)/.done: mk/examples.mk
+	@rm -rf $(DEMO_WWW) && mkdir -p $(DEMO_WWW)/docs
+	@printf '%s\n' '<!doctype html>' '<meta charset="utf-8">' \
+	  '<title>libsock-rs demo</title>' \
+	  '<h1>libsock-rs: http_hello</h1>' \
+	  '<p>Files served with <code>sock_sendfile</code>:</p>' \
+	  '<ul>' \
+	  '<li><a href="/">/</a> (answers "Hello World!")</li>' \
+	  '<li><a href="/hello.txt">hello.txt</a></li>' \
+	  '<li><a href="/docs/">docs/</a></li>' \
+	  '<li><a href="/big.bin">big.bin</a> (8 MiB of random bytes)</li>' \
+	  '</ul>' > $(DEMO_WWW)/index.html
+	@printf 'Hello from a file sent by libsock-rs.\n' > $(DEMO_WWW)/hello.txt
+	@printf '%s\n' '<!doctype html>' '<meta charset="utf-8">' \
+	  '<title>docs</title>' '<p>A folder answers with its index.html.</p>' \
+	  > $(DEMO_WWW)/docs/index.html
+	@head -c 8388608 /dev/urandom > $(DEMO_WWW)/big.bin
+	@touch $@
+
+demo: examples demo-www
+	@echo "make demo: sample files in $(DEMO_WWW) -- try http://$(DEMO_ADDR):$(DEMO_PORT)/index.html"
+	@$(EX_DIR)/http_hello -a $(DEMO_ADDR) -p $(DEMO_PORT) -t $(DEMO_IDLE) $(DEMO_WWW)
