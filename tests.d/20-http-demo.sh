@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.." || exit 2
 passed=0
 failed=0
 pids=()
+declare -A DRAIN # server name -> pid of the cat copying its output to the log
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/libsock-http-demo.XXXXXX")
 
 cleanup() {
@@ -68,6 +69,7 @@ start() {
   read -r -t 10 -u "$rfd" line
   echo "$line" >"$tmp/$name.log"
   cat <&"$rfd" >>"$tmp/$name.log" &
+  DRAIN[$name]=$!
   exec {rfd}<&-
   SRV_PORT=$(sed -n 's/.*http:\/\/[^ ]*:\([0-9][0-9]*\)\/.*/\1/p; s/.* port \([0-9][0-9]*\) .*/\1/p' <<<"$line")
   [[ -n $SRV_PORT ]]
@@ -78,19 +80,12 @@ start() {
 stop() {
   local name=$1 pid=$2 sig=$3 rc
   kill "-$sig" "$pid"
-  (
-    trap - EXIT # not the script's cleanup
-    exec 0<&- 1>&- 2>&- # keep no pipe open
-    sleep 10 &
-    trap 'kill $!; exit 0' TERM
-    wait $!
-    kill -KILL "$pid" 2>/dev/null
-  ) &
-  local watchdog=$!
+  # wait for it, 10 s at most (an external waiter: a subshell watchdog would
+  # inherit this script's EXIT trap if signalled early)
+  timeout 10 tail --pid="$pid" -s 0.05 -f /dev/null || kill -KILL "$pid" 2>/dev/null
   wait "$pid"
   rc=$?
-  kill -TERM "$watchdog" 2>/dev/null
-  wait "$watchdog" 2>/dev/null
+  wait "${DRAIN[$name]}" # the output is all in the log once the copy ends
   if [[ $rc -eq 0 ]] && grep -q stopped "$tmp/$name.log"; then
     pass "$name-stops-on-SIG$sig"
   else
