@@ -269,16 +269,16 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
     let entry = match owned {
-        Some(Owner::CloseFd(fd)) => Entry::new(
+        Some(owner) if o.is_fd() => Entry::new(
             Body::File(FileBody {
-                fd,
+                fd: fd as RawFd,
                 offset: o.offset,
                 remaining: length as u64,
                 no_sendfile: false,
                 stage: None,
                 eof: false,
             }),
-            Owner::CloseFd(fd),
+            owner,
             interruptible,
         ),
         Some(owner) => Entry::new(

@@ -59,7 +59,9 @@ impl Stage {
     }
 }
 
-/// What to release once an entry is done with (sent, dropped or failed).
+/// What to release once an entry is done with (sent, dropped or failed):
+/// dropping an `Owner` releases it, so a payload handed over with `move` or
+/// `is_fd` is released on every path, failed calls included.
 pub enum Owner {
     /// A pool packet holding a copy made by `sock_write2`.
     Pool(NonNull<PoolPacket>),
@@ -153,15 +155,15 @@ pub fn release_packet(packet: NonNull<PoolPacket>) {
     pool::put(packet);
 }
 
-impl Drop for Entry {
+impl Drop for Owner {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.owner, Owner::Heap(Box::new([]))) {
-            Owner::Pool(p) => pool::put(p),
+        match self {
+            Owner::Pool(p) => pool::put(*p),
             Owner::Heap(_) => {}
             // SAFETY: ownership of the malloc'd buffer was passed to us.
-            Owner::Malloc(ptr) => unsafe { libc::free(ptr) },
-            Owner::CloseFd(fd) => sys::close(fd),
-            Owner::Packet(p) => release_packet(p),
+            Owner::Malloc(ptr) => unsafe { libc::free(*ptr) },
+            Owner::CloseFd(fd) => sys::close(*fd),
+            Owner::Packet(p) => release_packet(*p),
         }
     }
 }

@@ -1,0 +1,293 @@
+/*
+ * harness.h -- a tiny header-only test framework for the libsock C tests.
+ *
+ *   TEST(name) { CHECK(...); CHECK_EQ(a, b); REQUIRE(...); SKIP("why"); }
+ *
+ *   int main(int argc, char **argv) {
+ *     HARNESS_INIT(argc, argv);
+ *     RUN(name);
+ *     ...
+ *     return HARNESS_END();
+ *   }
+ *
+ * Every test runs in its own forked child process (so a crash, a hang, or a
+ * SIGPIPE in one test is reported as that test's failure and the other tests
+ * still run, each with a fresh library state). A per-test alarm() watchdog
+ * (HARNESS_TIMEOUT seconds, default 60) turns a hang into a failure.
+ *
+ * Output, one line per test on stdout:
+ *   PASS <program>/<test>
+ *   FAIL <program>/<test> [(reason)]
+ *   SKIP <program>/<test> [(reason)]
+ * Diagnostics go to stderr and are indented (they never start with PASS/FAIL).
+ * The program exits non-zero when any test failed.
+ *
+ * Environment:
+ *   HARNESS_NOFORK=1   run the tests in-process (for gdb); a failed CHECK
+ *                      still continues, a crash ends the program.
+ *   HARNESS_TIMEOUT=n  per-test watchdog in seconds.
+ * Command line: any arguments are test names; only those tests run.
+ */
+#ifndef LIBSOCK_TEST_HARNESS_H
+#define LIBSOCK_TEST_HARNESS_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define H_EXIT_PASS 0
+#define H_EXIT_FAIL 1
+#define H_EXIT_TIMEOUT 3
+#define H_EXIT_SKIP 77
+
+static const char *h_prog = "test";
+static const char *h_current = "";
+static atomic_int h_cur_failed;
+static atomic_int h_cur_skipped;
+static int h_npass, h_nfail, h_nskip;
+static int h_timeout = 60;
+static int h_nofork;
+static int h_argc;
+static char **h_argv;
+static volatile pid_t h_child;
+
+__attribute__((unused, format(printf, 3, 4))) static void
+h_fail_at(const char *file, int line, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "  %s:%d: [%s/%s] %s\n", file, line, h_prog, h_current, msg);
+  fflush(stderr);
+  atomic_store(&h_cur_failed, 1);
+}
+
+__attribute__((unused, format(printf, 3, 4))) static void
+h_note_at(const char *file, int line, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "  %s:%d: [%s/%s] note: %s\n", file, line, h_prog, h_current,
+          msg);
+  fflush(stderr);
+}
+
+/* ---- assertion macros -------------------------------------------------- */
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond))                                                               \
+      h_fail_at(__FILE__, __LINE__, "CHECK(%s) failed", #cond);                \
+  } while (0)
+
+#define CHECK_MSG(cond, ...)                                                   \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      char h_m_[512];                                                          \
+      snprintf(h_m_, sizeof(h_m_), __VA_ARGS__);                               \
+      h_fail_at(__FILE__, __LINE__, "CHECK(%s) failed: %s", #cond, h_m_);      \
+    }                                                                          \
+  } while (0)
+
+#define H_CMP_(a, b, op, ret)                                                  \
+  do {                                                                         \
+    long long h_a_ = (long long)(a), h_b_ = (long long)(b);                    \
+    if (!(h_a_ op h_b_)) {                                                     \
+      h_fail_at(__FILE__, __LINE__, "CHECK(%s %s %s) failed: %lld vs %lld",    \
+                #a, #op, #b, h_a_, h_b_);                                      \
+      ret;                                                                     \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_EQ(a, b) H_CMP_(a, b, ==, (void)0)
+#define CHECK_NE(a, b) H_CMP_(a, b, !=, (void)0)
+#define CHECK_GE(a, b) H_CMP_(a, b, >=, (void)0)
+#define CHECK_GT(a, b) H_CMP_(a, b, >, (void)0)
+#define CHECK_LE(a, b) H_CMP_(a, b, <=, (void)0)
+#define CHECK_LT(a, b) H_CMP_(a, b, <, (void)0)
+
+/* REQUIRE*: like CHECK*, but return from the (void) test function. */
+#define REQUIRE(cond)                                                          \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      h_fail_at(__FILE__, __LINE__, "REQUIRE(%s) failed (errno=%d %s)", #cond, \
+                errno, strerror(errno));                                       \
+      return;                                                                  \
+    }                                                                          \
+  } while (0)
+#define REQUIRE_EQ(a, b) H_CMP_(a, b, ==, return)
+#define REQUIRE_NE(a, b) H_CMP_(a, b, !=, return)
+
+#define NOTE(...) h_note_at(__FILE__, __LINE__, __VA_ARGS__)
+
+#define SKIP(...)                                                              \
+  do {                                                                         \
+    h_note_at(__FILE__, __LINE__, "SKIP: " __VA_ARGS__);                       \
+    atomic_store(&h_cur_skipped, 1);                                           \
+    return;                                                                    \
+  } while (0)
+
+#define TEST(name) static void test_##name(void)
+#define RUN(name) h_run(#name, test_##name)
+#define HARNESS_INIT(argc, argv) h_init((argc), (argv))
+#define HARNESS_END() h_end()
+
+/* true when the current test already recorded a failure */
+#define TEST_FAILED() (atomic_load(&h_cur_failed) != 0)
+
+/* ---- runner ------------------------------------------------------------ */
+
+static void h_child_alarm(int sig) {
+  (void)sig;
+  static const char m[] = "  watchdog: test timed out\n";
+  ssize_t r = write(2, m, sizeof(m) - 1);
+  (void)r;
+  _exit(H_EXIT_TIMEOUT);
+}
+
+static void h_parent_alarm(int sig) {
+  (void)sig;
+  if (h_child > 0)
+    kill(h_child, SIGKILL);
+}
+
+static void h_inproc_alarm(int sig) {
+  (void)sig;
+  char m[512];
+  int n = snprintf(m, sizeof(m), "FAIL %s/%s (timeout)\n", h_prog, h_current);
+  ssize_t r = write(1, m, (size_t)n);
+  (void)r;
+  _exit(H_EXIT_FAIL);
+}
+
+__attribute__((unused)) static void h_init(int argc, char **argv) {
+  const char *p = argv[0] ? strrchr(argv[0], '/') : NULL;
+  h_prog = p ? p + 1 : (argv[0] ? argv[0] : "test");
+  h_argc = argc;
+  h_argv = argv;
+  const char *e = getenv("HARNESS_NOFORK");
+  h_nofork = e && *e && *e != '0';
+  e = getenv("HARNESS_TIMEOUT");
+  if (e && atoi(e) > 0)
+    h_timeout = atoi(e);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+static int h_selected(const char *name) {
+  if (h_argc <= 1)
+    return 1;
+  for (int i = 1; i < h_argc; i++)
+    if (!strcmp(h_argv[i], name))
+      return 1;
+  return 0;
+}
+
+static void h_result(const char *name, int code, const char *why) {
+  if (code == H_EXIT_PASS) {
+    h_npass++;
+    printf("PASS %s/%s\n", h_prog, name);
+  } else if (code == H_EXIT_SKIP) {
+    h_nskip++;
+    printf("SKIP %s/%s\n", h_prog, name);
+  } else {
+    h_nfail++;
+    if (why && *why)
+      printf("FAIL %s/%s (%s)\n", h_prog, name, why);
+    else
+      printf("FAIL %s/%s\n", h_prog, name);
+  }
+  fflush(stdout);
+}
+
+__attribute__((unused)) static void h_run(const char *name, void (*fn)(void)) {
+  if (!h_selected(name))
+    return;
+  h_current = name;
+  atomic_store(&h_cur_failed, 0);
+  atomic_store(&h_cur_skipped, 0);
+  fflush(stdout);
+  fflush(stderr);
+  if (h_nofork) {
+    signal(SIGALRM, h_inproc_alarm);
+    alarm((unsigned)h_timeout);
+    fn();
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    h_result(name,
+             atomic_load(&h_cur_failed)    ? H_EXIT_FAIL
+             : atomic_load(&h_cur_skipped) ? H_EXIT_SKIP
+                                           : H_EXIT_PASS,
+             NULL);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    h_result(name, H_EXIT_FAIL, "fork failed");
+    return;
+  }
+  if (pid == 0) {
+    signal(SIGALRM, h_child_alarm);
+    alarm((unsigned)h_timeout);
+    fn();
+    alarm(0);
+    fflush(stdout);
+    fflush(stderr);
+    exit(atomic_load(&h_cur_failed)    ? H_EXIT_FAIL
+         : atomic_load(&h_cur_skipped) ? H_EXIT_SKIP
+                                       : H_EXIT_PASS);
+  }
+  h_child = pid;
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = h_parent_alarm;
+  sigaction(SIGALRM, &sa, &old);
+  alarm((unsigned)h_timeout + 15);
+  int status = 0;
+  pid_t w;
+  do {
+    w = waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  alarm(0);
+  sigaction(SIGALRM, &old, NULL);
+  h_child = 0;
+  char why[128] = "";
+  int code;
+  if (w < 0) {
+    code = H_EXIT_FAIL;
+    snprintf(why, sizeof(why), "waitpid failed");
+  } else if (WIFEXITED(status)) {
+    code = WEXITSTATUS(status);
+    if (code == H_EXIT_TIMEOUT)
+      snprintf(why, sizeof(why), "timeout after %ds", h_timeout);
+    else if (code != H_EXIT_PASS && code != H_EXIT_SKIP && code != H_EXIT_FAIL)
+      snprintf(why, sizeof(why), "exit status %d", code);
+    if (code != H_EXIT_PASS && code != H_EXIT_SKIP)
+      code = H_EXIT_FAIL;
+  } else if (WIFSIGNALED(status)) {
+    code = H_EXIT_FAIL;
+    snprintf(why, sizeof(why), "killed by signal %d (%s)", WTERMSIG(status),
+             strsignal(WTERMSIG(status)));
+  } else {
+    code = H_EXIT_FAIL;
+    snprintf(why, sizeof(why), "unknown wait status %d", status);
+  }
+  h_result(name, code, why);
+}
+
+__attribute__((unused)) static int h_end(void) {
+  fprintf(stderr, "  %s: %d passed, %d failed, %d skipped\n", h_prog, h_npass,
+          h_nfail, h_nskip);
+  return h_nfail ? 1 : 0;
+}
+
+#endif /* LIBSOCK_TEST_HARNESS_H */

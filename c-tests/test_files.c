@@ -1,0 +1,231 @@
+/* File sending: sock_sendfile and sock_write2(.is_fd = 1). */
+#define TEST_DEFINE_CALLBACKS
+#include "util.h"
+
+#define FILE_SIZE ((size_t)(3 * 1024 * 1024 + 123))
+
+/* After the data was received and flush_strong returned, the library must
+ * have closed the file fd. (If the number was reused meanwhile it would
+ * refer to another file: compare inodes.) */
+static void check_file_closed(int fd, const struct stat *st) {
+  int64_t end = now_ms() + 2000;
+  if (fd_is_same_file(fd, st))
+    NOTE("file fd %d not yet closed when flush_strong returned", fd);
+  while (fd_is_same_file(fd, st) && now_ms() < end)
+    tiny_wait(); /* bounded: the close may trail the last byte slightly */
+  CHECK_MSG(!fd_is_same_file(fd, st), "file fd %d still open", fd);
+  errno = 0;
+  if (!fd_is_open(fd))
+    CHECK_EQ(errno, EBADF);
+}
+
+static void send_window(conn_t *c, size_t fsize, off_t off, size_t len,
+                        size_t expect, int use_write2) {
+  int fd = make_temp_file(fsize, 42);
+  REQUIRE(fd >= 0);
+  struct stat st;
+  fstat(fd, &st);
+  drain_t d = {.fd = c->raw, .expect = expect + 3, .check = 0,
+               .store = malloc(expect + 3), .store_cap = expect + 3};
+  drain_start(&d);
+  ssize_t r;
+  if (use_write2)
+    r = sock_write2(.fduuid = c->uuid, .buffer = (void *)(intptr_t)fd,
+                    .length = len, .offset = off, .is_fd = 1);
+  else
+    r = sock_sendfile(c->uuid, fd, off, len);
+  CHECK_EQ(r, 0);
+  /* data queued after the file follows it, exactly after its last byte */
+  CHECK_EQ(sock_write(c->uuid, "END", 3), 0);
+  sock_flush_strong(c->uuid);
+  drain_join(&d);
+  CHECK_EQ(d.got, expect + 3);
+  CHECK_EQ(check_pattern(d.store, expect, (uint64_t)off, 42), expect);
+  CHECK(!memcmp(d.store + expect, "END", 3));
+  check_file_closed(fd, &st);
+  free(d.store);
+}
+
+TEST(sendfile_whole_file_tcp) {
+  conn_t c;
+  REQUIRE(make_tcp_pair(&c) == 0);
+  send_window(&c, FILE_SIZE, 0, FILE_SIZE, FILE_SIZE, 0);
+  CHECK_EQ(sock_isvalid(c.uuid), 1);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_whole_file_unix) {
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  send_window(&c, FILE_SIZE, 0, FILE_SIZE, FILE_SIZE, 0);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_to_pipe) {
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  sock_set_non_block(p[1]);
+  conn_t c = {.uuid = sock_open(p[1]), .lfd = p[1], .raw = p[0]};
+  REQUIRE(c.uuid != -1);
+  send_window(&c, 500000, 0, 500000, 500000, 0);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_window) {
+  conn_t c;
+  REQUIRE(make_tcp_pair(&c) == 0);
+  send_window(&c, FILE_SIZE, 1000, 50000, 50000, 0);
+  send_window(&c, FILE_SIZE, 65537, 1, 1, 0);
+  send_window(&c, FILE_SIZE, 1 << 20, 1 << 20, 1 << 20, 0);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_length_beyond_eof) {
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  send_window(&c, FILE_SIZE, (off_t)FILE_SIZE - 100, 1000000, 100, 0);
+  send_window(&c, 20000, 0, 10 * 1000 * 1000, 20000, 0);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_offset_at_or_beyond_eof) {
+  /* nothing to send: the connection carries on with the next data */
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  send_window(&c, 5000, 5000, 100, 0, 0);
+  send_window(&c, 5000, 6000, 100, 0, 0);
+  CHECK_EQ(sock_isvalid(c.uuid), 1);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(write2_is_fd) {
+  conn_t c;
+  REQUIRE(make_tcp_pair(&c) == 0);
+  send_window(&c, FILE_SIZE, 0, FILE_SIZE, FILE_SIZE, 1);
+  send_window(&c, FILE_SIZE, 777, 300000, 300000, 1);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_between_writes_order) {
+  /* memory, file, memory, file, memory: order kept */
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  int f1 = make_temp_file(100000, 7);
+  int f2 = make_temp_file(70000, 8);
+  REQUIRE(f1 >= 0 && f2 >= 0);
+  size_t total = 1 + 100000 + 1 + 70000 + 1;
+  drain_t d = {.fd = c.raw, .expect = total, .store = malloc(total),
+               .store_cap = total};
+  drain_start(&d);
+  CHECK_EQ(sock_write(c.uuid, "A", 1), 0);
+  CHECK_EQ(sock_sendfile(c.uuid, f1, 0, 100000), 0);
+  CHECK_EQ(sock_write(c.uuid, "B", 1), 0);
+  CHECK_EQ(sock_sendfile(c.uuid, f2, 0, 70000), 0);
+  CHECK_EQ(sock_write(c.uuid, "C", 1), 0);
+  sock_flush_strong(c.uuid);
+  drain_join(&d);
+  CHECK_EQ(d.got, total);
+  CHECK_EQ(d.store[0], 'A');
+  CHECK_EQ(check_pattern(d.store + 1, 100000, 0, 7), 100000);
+  CHECK_EQ(d.store[100001], 'B');
+  CHECK_EQ(check_pattern(d.store + 100002, 70000, 0, 8), 70000);
+  CHECK_EQ(d.store[170002], 'C');
+  free(d.store);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(big_file_concurrent_reader) {
+  conn_t c;
+  REQUIRE(make_tcp_pair(&c) == 0);
+  size_t n = 40u << 20;
+  int fd = make_temp_file(n, 9);
+  REQUIRE(fd >= 0);
+  struct stat st;
+  fstat(fd, &st);
+  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 9};
+  drain_start(&d);
+  CHECK_EQ(sock_sendfile(c.uuid, fd, 0, n), 0);
+  sock_flush_strong(c.uuid);
+  drain_join(&d);
+  CHECK_EQ(d.got, n);
+  CHECK_EQ(d.bad_at, SIZE_MAX);
+  check_file_closed(fd, &st);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_invalid_uuid) {
+  int fd = make_temp_file(1000, 1);
+  REQUIRE(fd >= 0);
+  errno = 0;
+  CHECK_EQ(sock_sendfile(-1, fd, 0, 1000), -1);
+  CHECK_EQ(errno, ENODEV);
+  /* the header's promise: the file is closed on failure too */
+  CHECK(!fd_is_open(fd));
+  fd = make_temp_file(1000, 1);
+  REQUIRE(fd >= 0);
+  errno = 0;
+  CHECK_EQ(sock_sendfile(((intptr_t)1 << 32) | 0x7fffffff, fd, 0, 1000), -1);
+  CHECK_EQ(errno, ENODEV);
+  CHECK(!fd_is_open(fd));
+  /* a zero length is refused (EINVAL), and the file still closed */
+  fd = make_temp_file(1000, 1);
+  REQUIRE(fd >= 0);
+  errno = 0;
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  CHECK_EQ(sock_sendfile(c.uuid, fd, 0, 0), -1);
+  CHECK_EQ(errno, EINVAL);
+  CHECK(!fd_is_open(fd));
+  CHECK_EQ(sock_isvalid(c.uuid), 1);
+  sock_force_close(c.uuid);
+  close(c.raw);
+}
+
+TEST(sendfile_closes_after_close_request) {
+  /* sock_close after a queued file: the file is delivered, then EOF */
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
+  size_t n = 2u << 20;
+  int fd = make_temp_file(n, 12);
+  REQUIRE(fd >= 0);
+  struct stat st;
+  fstat(fd, &st);
+  CHECK_EQ(sock_sendfile(c.uuid, fd, 0, n), 0);
+  sock_close(c.uuid);
+  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 12,
+               .until_eof = 1};
+  drain_start(&d);
+  CHECK(flush_until_closed(c.uuid, 20000));
+  drain_join(&d);
+  CHECK_EQ(d.got, n);
+  CHECK_EQ(d.bad_at, SIZE_MAX);
+  CHECK(d.eof);
+  CHECK_EQ(close_count(c.uuid), 1);
+  check_file_closed(fd, &st);
+  close(c.raw);
+}
+
+int main(int argc, char **argv) {
+  HARNESS_INIT(argc, argv);
+  RUN(sendfile_whole_file_tcp);
+  RUN(sendfile_whole_file_unix);
+  RUN(sendfile_to_pipe);
+  RUN(sendfile_window);
+  RUN(sendfile_length_beyond_eof);
+  RUN(sendfile_offset_at_or_beyond_eof);
+  RUN(write2_is_fd);
+  RUN(sendfile_between_writes_order);
+  RUN(big_file_concurrent_reader);
+  RUN(sendfile_invalid_uuid);
+  RUN(sendfile_closes_after_close_request);
+  return HARNESS_END();
+}

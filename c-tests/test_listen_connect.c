@@ -1,0 +1,393 @@
+/* sock_listen / sock_accept / sock_connect over TCP (IPv4, IPv6) and Unix
+ * domain sockets. */
+#define TEST_DEFINE_CALLBACKS
+#include "util.h"
+
+#include <sys/stat.h>
+
+static char tmpdir[256];
+
+static int make_tmpdir(void) {
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/libsock-lc-XXXXXX");
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static void rm_tmpdir(const char *file) {
+  char p[512];
+  if (file) {
+    snprintf(p, sizeof(p), "%s/%s", tmpdir, file);
+    unlink(p);
+  }
+  rmdir(tmpdir);
+}
+
+static int sock_opt(int fd, int level, int opt) {
+  int v = 0;
+  socklen_t l = sizeof(v);
+  if (getsockopt(fd, level, opt, &v, &l))
+    return -1;
+  return v;
+}
+
+/* exchange data both ways between two library connections */
+static void exchange(intptr_t a, intptr_t b) {
+  char buf[64] = {0};
+  CHECK_EQ(sock_write(a, "hello from a", 12), 0);
+  sock_flush_strong(a);
+  CHECK_EQ(lib_read_n(b, buf, 12, 5000), 12);
+  CHECK(!memcmp(buf, "hello from a", 12));
+  CHECK_EQ(sock_write(b, "and b answers", 13), 0);
+  sock_flush_strong(b);
+  memset(buf, 0, sizeof(buf));
+  CHECK_EQ(lib_read_n(a, buf, 13, 5000), 13);
+  CHECK(!memcmp(buf, "and b answers", 13));
+}
+
+static void check_listener(intptr_t srv) {
+  int fd = sock_uuid2fd(srv);
+  CHECK(is_nonblocking(fd));
+  CHECK_EQ(sock_opt(fd, SOL_SOCKET, SO_ACCEPTCONN), 1);
+  CHECK_EQ(sock_isvalid(srv), 1);
+  CHECK_EQ(sock_fd2uuid(fd), srv);
+}
+
+static void tcp_roundtrip(const char *listen_addr, const char *connect_addr,
+                          int family) {
+  char port[16];
+  REQUIRE(free_port(family, port) == 0);
+  errno = 0;
+  intptr_t srv = sock_listen(listen_addr, port);
+  REQUIRE_NE(srv, -1);
+  check_listener(srv);
+  int sfd = sock_uuid2fd(srv);
+  CHECK_EQ(sock_opt(sfd, SOL_SOCKET, SO_REUSEADDR) != 0, 1);
+  if (listen_addr) {
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof(ss);
+    getsockname(sfd, (struct sockaddr *)&ss, &l);
+    CHECK_EQ(ss.ss_family, family);
+  }
+  /* nothing pending yet */
+  CHECK_EQ(sock_accept(srv), -1);
+  CHECK_EQ(sock_isvalid(srv), 1);
+
+  char addr[64];
+  snprintf(addr, sizeof(addr), "%s", connect_addr);
+  intptr_t cli = sock_connect(addr, port);
+  REQUIRE_NE(cli, -1);
+  CHECK_EQ(sock_isvalid(cli), 1);
+  CHECK(is_nonblocking(sock_uuid2fd(cli)));
+  intptr_t acc = accept_wait(srv, 5000);
+  REQUIRE_NE(acc, -1);
+  CHECK_EQ(sock_isvalid(acc), 1);
+  CHECK(is_nonblocking(sock_uuid2fd(acc)));
+  CHECK(acc != cli && acc != srv && cli != srv);
+  CHECK_EQ(wait_connected(cli, 5000), 0);
+  {
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof(ss);
+    getpeername(sock_uuid2fd(cli), (struct sockaddr *)&ss, &l);
+    CHECK_EQ(ss.ss_family, family);
+  }
+  exchange(cli, acc);
+  /* only one connection was pending */
+  CHECK_EQ(sock_accept(srv), -1);
+  sock_close(cli);
+  sock_close(acc);
+  sock_close(srv);
+  CHECK_EQ(sock_isvalid(srv), 0);
+  CHECK_EQ(close_count(srv), 1);
+  CHECK_EQ(close_count(cli), 1);
+  CHECK_EQ(close_count(acc), 1);
+}
+
+TEST(tcp_ipv4) { tcp_roundtrip("127.0.0.1", "127.0.0.1", AF_INET); }
+
+TEST(tcp_any_address) { tcp_roundtrip(NULL, "127.0.0.1", AF_INET); }
+
+TEST(tcp_ipv6) {
+  int s = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    if (s >= 0)
+      close(s);
+    SKIP("::1 is unavailable");
+  }
+  close(s);
+  tcp_roundtrip("::1", "::1", AF_INET6);
+}
+
+TEST(tcp_localhost_name) {
+  /* names are resolved: listen on the name, connect to the name */
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  intptr_t srv = sock_listen("localhost", port);
+  REQUIRE_NE(srv, -1);
+  char host[] = "localhost";
+  intptr_t cli = sock_connect(host, port);
+  REQUIRE_NE(cli, -1);
+  intptr_t acc = accept_wait(srv, 5000);
+  REQUIRE_NE(acc, -1);
+  exchange(acc, cli);
+  sock_force_close(cli);
+  sock_force_close(acc);
+  sock_force_close(srv);
+}
+
+static void unix_roundtrip(const char *port_arg) {
+  REQUIRE(make_tmpdir() == 0);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/sock", tmpdir);
+  intptr_t srv = sock_listen(path, port_arg);
+  REQUIRE_NE(srv, -1);
+  check_listener(srv);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+  struct sockaddr_un sun;
+  socklen_t l = sizeof(sun);
+  getsockname(sock_uuid2fd(srv), (struct sockaddr *)&sun, &l);
+  CHECK_EQ(sun.sun_family, AF_UNIX);
+  CHECK(!strcmp(sun.sun_path, path));
+  CHECK_EQ(sock_accept(srv), -1);
+
+  char *port_copy = port_arg ? strdup(port_arg) : NULL;
+  intptr_t cli = sock_connect(path, port_copy);
+  free(port_copy);
+  REQUIRE_NE(cli, -1);
+  intptr_t acc = accept_wait(srv, 5000);
+  REQUIRE_NE(acc, -1);
+  CHECK(is_nonblocking(sock_uuid2fd(acc)));
+  CHECK(is_nonblocking(sock_uuid2fd(cli)));
+  exchange(cli, acc);
+  sock_close(cli);
+  sock_close(acc);
+  sock_close(srv);
+  CHECK_EQ(close_count(srv), 1);
+  rm_tmpdir("sock");
+}
+
+TEST(unix_port_null) { unix_roundtrip(NULL); }
+TEST(unix_port_empty) { unix_roundtrip(""); }
+
+TEST(accept_many_backlog) {
+  /* backlog SOMAXCONN: many clients complete their handshake before the
+   * first accept */
+  int somax = 128;
+  FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+  if (f) {
+    if (fscanf(f, "%d", &somax) != 1)
+      somax = 128;
+    fclose(f);
+  }
+  int n = somax > 200 ? 150 : somax / 2;
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  intptr_t srv = sock_listen("127.0.0.1", port);
+  REQUIRE_NE(srv, -1);
+  intptr_t *cl = calloc((size_t)n, sizeof(*cl));
+  char host[] = "127.0.0.1";
+  for (int i = 0; i < n; i++) {
+    cl[i] = sock_connect(host, port);
+    REQUIRE_NE(cl[i], -1);
+  }
+  /* every client connects (handshake done by the kernel's backlog) */
+  int connected = 0;
+  for (int i = 0; i < n; i++)
+    connected += wait_connected(cl[i], 3000) == 0;
+  CHECK_EQ(connected, n);
+  int accepted = 0;
+  int64_t end = now_ms() + 10000;
+  while (accepted < n && now_ms() < end) {
+    intptr_t a = sock_accept(srv);
+    if (a == -1) {
+      wait_fd(sock_uuid2fd(srv), POLLIN, 100);
+      continue;
+    }
+    accepted++;
+    sock_force_close(a);
+  }
+  CHECK_EQ(accepted, n);
+  for (int i = 0; i < n; i++)
+    sock_force_close(cl[i]);
+  sock_force_close(srv);
+  free(cl);
+}
+
+TEST(listen_port_in_use) {
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  intptr_t srv = sock_listen("127.0.0.1", port);
+  REQUIRE_NE(srv, -1);
+  errno = 0;
+  intptr_t srv2 = sock_listen("127.0.0.1", port);
+  CHECK_EQ(srv2, -1);
+  CHECK_NE(errno, 0);
+  CHECK_EQ(sock_isvalid(srv), 1);
+  /* first listener still works */
+  char host[] = "127.0.0.1";
+  intptr_t c = sock_connect(host, port);
+  CHECK_NE(c, -1);
+  CHECK_NE(accept_wait(srv, 5000), -1);
+  sock_force_close(c);
+  sock_force_close(srv);
+}
+
+TEST(listen_reuseaddr_after_time_wait) {
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  intptr_t srv = sock_listen("127.0.0.1", port);
+  REQUIRE_NE(srv, -1);
+  char host[] = "127.0.0.1";
+  intptr_t c = sock_connect(host, port);
+  REQUIRE_NE(c, -1);
+  intptr_t a = accept_wait(srv, 5000);
+  REQUIRE_NE(a, -1);
+  REQUIRE(wait_connected(c, 5000) == 0);
+  /* server side closes first: its port goes into TIME_WAIT */
+  sock_close(a);
+  char b;
+  ssize_t r = 0;
+  int64_t end = now_ms() + 5000;
+  while (r == 0 && now_ms() < end) {
+    r = sock_read(c, &b, 1);
+    if (!r)
+      wait_fd(sock_uuid2fd(c), POLLIN, 100);
+  }
+  CHECK_EQ(r, -1); /* client saw end of stream and closed */
+  CHECK_EQ(sock_isvalid(c), 0);
+  sock_close(srv);
+  CHECK_EQ(sock_isvalid(srv), 0);
+  errno = 0;
+  intptr_t srv2 = sock_listen("127.0.0.1", port);
+  CHECK_MSG(srv2 != -1, "re-listen failed: %s (SO_REUSEADDR missing?)",
+            strerror(errno));
+  if (srv2 != -1)
+    sock_force_close(srv2);
+}
+
+TEST(connect_refused) {
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  char host[] = "127.0.0.1";
+  intptr_t c = sock_connect(host, port);
+  if (c == -1)
+    return; /* refused immediately: fine */
+  /* refused asynchronously: the connection fails on use */
+  int64_t end = now_ms() + 5000;
+  char b;
+  while (sock_isvalid(c) && now_ms() < end) {
+    wait_fd(sock_uuid2fd(c), POLLIN | POLLOUT, 100);
+    if (sock_read(c, &b, 1) == -1)
+      break;
+  }
+  CHECK_EQ(sock_isvalid(c), 0);
+  CHECK_EQ(close_count(c), 1);
+}
+
+TEST(unix_connect_missing_path) {
+  REQUIRE(make_tmpdir() == 0);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/nothing-here", tmpdir);
+  intptr_t c = sock_connect(path, NULL);
+  CHECK_EQ(c, -1);
+  rm_tmpdir(NULL);
+  CHECK_EQ(total_close_events(), 0);
+}
+
+TEST(client_server_many_messages) {
+  /* 2000 small request/response rounds over loopback through the library */
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  intptr_t srv = sock_listen("127.0.0.1", port);
+  REQUIRE_NE(srv, -1);
+  char host[] = "127.0.0.1";
+  intptr_t c = sock_connect(host, port);
+  REQUIRE_NE(c, -1);
+  intptr_t a = accept_wait(srv, 5000);
+  REQUIRE_NE(a, -1);
+  for (int i = 0; i < 2000 && !TEST_FAILED(); i++) {
+    char q[32], r[32];
+    int n = snprintf(q, sizeof(q), "req-%06d", i);
+    CHECK_EQ(sock_write(c, q, (size_t)n), 0);
+    sock_flush(c);
+    CHECK_EQ(lib_read_n(a, r, (size_t)n, 5000), n);
+    CHECK(!memcmp(q, r, (size_t)n));
+    r[0] = 'R';
+    CHECK_EQ(sock_write(a, r, (size_t)n), 0);
+    sock_flush(a);
+    CHECK_EQ(lib_read_n(c, q, (size_t)n, 5000), n);
+    CHECK_EQ(q[0], 'R');
+  }
+  sock_force_close(c);
+  sock_force_close(a);
+  sock_force_close(srv);
+}
+
+TEST(write_before_connect_completes) {
+  /* sock_connect returns at once; data written immediately is sent when
+   * the connection completes */
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  intptr_t srv = sock_listen("127.0.0.1", port);
+  REQUIRE_NE(srv, -1);
+  char host[] = "127.0.0.1";
+  intptr_t c = sock_connect(host, port);
+  REQUIRE_NE(c, -1);
+  CHECK_EQ(sock_write(c, "early bird", 10), 0);
+  intptr_t a = accept_wait(srv, 5000);
+  REQUIRE_NE(a, -1);
+  sock_flush_strong(c);
+  char b[16] = {0};
+  CHECK_EQ(lib_read_n(a, b, 10, 5000), 10);
+  CHECK(!memcmp(b, "early bird", 10));
+  sock_force_close(c);
+  sock_force_close(a);
+  sock_force_close(srv);
+}
+
+TEST(sock_open_raw_listener) {
+  /* any fd through sock_open: a listening socket made by the program */
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof(a);
+  REQUIRE(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0);
+  REQUIRE(listen(ls, 16) == 0);
+  getsockname(ls, (struct sockaddr *)&a, &al);
+  sock_set_non_block(ls);
+  intptr_t srv = sock_open(ls);
+  REQUIRE_NE(srv, -1);
+  CHECK_EQ(sock_accept(srv), -1);
+  int cs = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(connect(cs, (struct sockaddr *)&a, sizeof(a)) == 0);
+  intptr_t acc = accept_wait(srv, 5000);
+  REQUIRE_NE(acc, -1);
+  CHECK(is_nonblocking(sock_uuid2fd(acc)));
+  CHECK_EQ(sock_write(acc, "via sock_open", 13), 0);
+  sock_flush_strong(acc);
+  char b[16];
+  CHECK_EQ(raw_read_n(cs, b, 13, 5000, NULL), 13);
+  CHECK(!memcmp(b, "via sock_open", 13));
+  sock_force_close(acc);
+  sock_force_close(srv);
+  close(cs);
+}
+
+int main(int argc, char **argv) {
+  HARNESS_INIT(argc, argv);
+  RUN(tcp_ipv4);
+  RUN(tcp_any_address);
+  RUN(tcp_ipv6);
+  RUN(tcp_localhost_name);
+  RUN(unix_port_null);
+  RUN(unix_port_empty);
+  RUN(accept_many_backlog);
+  RUN(listen_port_in_use);
+  RUN(listen_reuseaddr_after_time_wait);
+  RUN(connect_refused);
+  RUN(unix_connect_missing_path);
+  RUN(client_server_many_messages);
+  RUN(write_before_connect_completes);
+  RUN(sock_open_raw_listener);
+  return HARNESS_END();
+}
