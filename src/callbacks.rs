@@ -30,6 +30,7 @@ unsafe extern "C" {
     fn reactor_remove(uuid: isize) -> c_int;
     fn sock_touch(uuid: isize);
     fn async_run(task: TaskFn, arg: *mut c_void) -> c_int;
+    fn sock_default_async_run(task: TaskFn, arg: *mut c_void) -> c_int;
 }
 
 /// A registered function pointer (0 = none).
@@ -94,6 +95,14 @@ pub fn touch(uuid: isize) {
         0 => unsafe { sock_touch(uuid) },
         f => unsafe { std::mem::transmute::<usize, UuidFn>(f)(uuid) },
     }
+}
+
+/// True when flushes run inline: no `async_run` was registered and the
+/// program did not define its own (the symbol is the library's default).
+/// Writes may then send at once, without offering the flush.
+pub fn flushes_inline() -> bool {
+    ASYNC.get() == 0
+        && std::ptr::fn_addr_eq(async_run as AsyncFn, sock_default_async_run as AsyncFn)
 }
 
 /// Offers `task(uuid)` to the program's task queue (the UUID travels as the

@@ -165,11 +165,15 @@ fn enqueue_and_flush(
 /// packets outside a queue (no deadlock) and no other write lands inside
 /// this one. Returns whether a new packet was queued (false: the bytes all
 /// fit in the last queued packet).
-fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<bool, Errno> {
+fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bool, Errno> {
     wait_turn(l)?;
-    let took = l.conn.queue.append_to_tail(data);
+    let took = if sent_part {
+        0
+    } else {
+        l.conn.queue.append_to_tail(data)
+    };
     let mut rest = &data[took..];
-    let mut first = took == 0;
+    let mut first = took == 0 && !sent_part;
     let mut pushed = false;
     let result = loop {
         if rest.is_empty() {
@@ -194,7 +198,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<bool, Errno> {
         let storage = PoolPacket::storage(packet);
         // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; n fits.
         unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), storage, n) };
-        l.conn.queue.push(Entry::new(
+        let mut entry = Entry::new(
             Body::Mem {
                 ptr: storage,
                 len: n,
@@ -202,7 +206,11 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8]) -> Result<bool, Errno> {
             },
             Owner::Pool(packet),
             first,
-        ));
+        );
+        // The rest of a write whose head the kernel already took: nothing
+        // may be inserted before it.
+        entry.started = sent_part && !pushed;
+        l.conn.queue.push(entry);
         first = false;
         pushed = true;
         rest = &rest[n..];
@@ -233,6 +241,46 @@ fn make_progress() {
         }
     });
     sys::wait_writable(&fds, 10);
+}
+
+/// Sends `data` straight from the caller's buffer when nothing is queued,
+/// nobody is flushing, no hook is set and flushes run inline: one system
+/// call, no copy (the common case of a reader that keeps up). Returns the
+/// bytes the kernel took (0 when the fast path does not apply or the socket
+/// is full), or the connection's error.
+fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
+    let c = &mut *l.conn;
+    if !c.queue.is_empty()
+        || c.flushing
+        || c.streaming
+        || c.blocked
+        || !c.urgent_waiting.is_empty()
+        || !c.hooks.is_null()
+        || !c.socket
+        || !callbacks::flushes_inline()
+    {
+        return Ok(0);
+    }
+    let iov = [libc::iovec {
+        iov_base: data.as_ptr() as *mut c_void,
+        iov_len: data.len(),
+    }];
+    // The slot lock is held: the fd cannot be closed meanwhile, and the call
+    // does not block (the socket is non-blocking).
+    // SAFETY: the iovec describes the caller's buffer.
+    let n = unsafe { sys::write_vectored(l.fd, &iov, true) };
+    if n >= 0 {
+        // A short write means the socket is full now.
+        c.blocked = (n as usize) < data.len();
+        return Ok(n as usize);
+    }
+    match Errno::last() {
+        Errno::EAGAIN => {
+            c.blocked = true;
+            Ok(0)
+        }
+        e => Err(e),
+    }
 }
 
 /// `sock_write2_fn`.
@@ -305,8 +353,28 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
                     false,
                 )
             } else {
-                let opened = copy_in(&mut l, o.fduuid, data);
+                let sent = match send_now(&mut l, data) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
+                        drop(l);
+                        closing.complete();
+                        return Err(e);
+                    }
+                };
+                if sent == data.len() {
+                    drop(l);
+                    callbacks::touch(o.fduuid);
+                    return Ok(());
+                }
+                let opened = copy_in(&mut l, o.fduuid, &data[sent..], sent > 0);
                 let skip_flush = l.conn.blocked && opened == Ok(false);
+                if sent > 0 {
+                    drop(l);
+                    callbacks::touch(o.fduuid);
+                    opened?;
+                    return Ok(());
+                }
                 drop(l);
                 opened?;
                 if !skip_flush {

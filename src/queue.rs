@@ -115,7 +115,14 @@ impl Entry {
 
     /// Room left in this entry's pool packet for more bytes, when it is a
     /// `sock_write2` copy that may be extended (coalescing small writes).
+    /// Only a packet that starts a write and has not started sending takes
+    /// more: urgent data may then still go before it, which keeps every
+    /// write boundary that urgent data could need (it goes before the
+    /// coalesced writes, never inside one).
     fn spare_room(&self) -> Option<(*mut u8, usize)> {
+        if !self.can_interrupt || self.started {
+            return None;
+        }
         match (&self.owner, &self.body) {
             (Owner::Pool(p), Body::Mem { ptr, len, .. }) if *ptr == PoolPacket::storage(*p) => {
                 (*len < BUFFER_PACKET_SIZE).then(|| {

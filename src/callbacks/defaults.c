@@ -17,8 +17,15 @@ __attribute__((weak)) int reactor_remove(intptr_t uuid) {
 
 __attribute__((weak)) void sock_touch(intptr_t uuid) { (void)uuid; }
 
-__attribute__((weak)) int async_run(void (*task)(void *), void *arg) {
+/* The default async_run under a name of its own, so the library can tell
+ * whether the program replaced it (and then offer it every flush). Hidden:
+ * not part of the library's interface. */
+__attribute__((visibility("hidden"))) int
+sock_default_async_run(void (*task)(void *), void *arg) {
   (void)task;
   (void)arg;
   return -1;
 }
+
+__attribute__((weak, alias("sock_default_async_run"))) int
+async_run(void (*task)(void *), void *arg);
