@@ -243,6 +243,15 @@ fn make_progress() {
     sys::wait_writable(&fds, 10);
 }
 
+/// Unread bytes in the kernel's send queue beyond which the peer counts as
+/// slow: writes then gather in the queue instead of going out one by one.
+pub const SLOW_PEER_UNSENT: usize = 512 * 1024;
+/// Unread bytes below which a slow peer counts as caught up.
+pub const CAUGHT_UP_UNSENT: usize = 128 * 1024;
+/// Bytes sent straight from callers' buffers between two looks at the
+/// kernel's send queue.
+const UNSENT_CHECK_EVERY: usize = 64 * 1024;
+
 /// Sends `data` straight from the caller's buffer when nothing is queued,
 /// nobody is flushing, no hook is set and flushes run inline: one system
 /// call, no copy (the common case of a reader that keeps up). Returns the
@@ -270,9 +279,18 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
     // SAFETY: the iovec describes the caller's buffer.
     let n = unsafe { sys::write_vectored(l.fd, &iov, true) };
     if n >= 0 {
-        // A short write means the socket is full now.
-        c.blocked = (n as usize) < data.len();
-        return Ok(n as usize);
+        let n = n as usize;
+        // A short write means the socket is full now. Otherwise, now and
+        // then, look at how much the peer has left unread: when it does not
+        // keep up, later small writes are better gathered than sent one by
+        // one.
+        c.blocked = n < data.len();
+        c.direct_bytes += n;
+        if c.direct_bytes >= UNSENT_CHECK_EVERY {
+            c.direct_bytes = 0;
+            c.blocked |= sys::unsent_bytes(l.fd) > SLOW_PEER_UNSENT;
+        }
+        return Ok(n);
     }
     match Errno::last() {
         Errno::EAGAIN => {
@@ -368,7 +386,11 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
                     return Ok(());
                 }
                 let opened = copy_in(&mut l, o.fduuid, &data[sent..], sent > 0);
-                let skip_flush = l.conn.blocked && opened == Ok(false);
+                // With a slow peer, flush only once a write opened a new
+                // packet behind at least a full one: one gathered system
+                // call per packet of small messages.
+                let skip_flush =
+                    l.conn.blocked && (opened == Ok(false) || !l.conn.queue.holds_full_packet());
                 if sent > 0 {
                     drop(l);
                     callbacks::touch(o.fduuid);
@@ -610,7 +632,9 @@ impl Flusher {
     /// write is still queuing its parts (it flushes again when done), so
     /// that no write is cut short by the close.
     fn idle(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
-        c.blocked = false;
+        // Everything queued went out; the peer stays 'slow' until it has
+        // read most of what the kernel holds for it.
+        c.blocked = c.blocked && c.socket && sys::unsent_bytes(self.fd) > CAUGHT_UP_UNSENT;
         if c.close_when_done && !c.hook_pending && !c.streaming {
             let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
             drop(c);

@@ -212,6 +212,16 @@ impl WriteQueue {
         }
     }
 
+    /// At least one packet's worth of bytes is queued (a gathered write of
+    /// it is worth a system call).
+    pub fn holds_full_packet(&self) -> bool {
+        self.entries.len() >= 2
+            || self.entries.front().is_some_and(|e| match &e.body {
+                Body::Mem { len, sent, .. } => len - sent >= BUFFER_PACKET_SIZE,
+                Body::File(_) => true,
+            })
+    }
+
     /// Copies as much of `data` as fits into the last entry's pool packet,
     /// when that entry is a `sock_write2` copy. Returns the bytes taken.
     pub fn append_to_tail(&mut self, data: &[u8]) -> usize {

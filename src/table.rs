@@ -67,12 +67,16 @@ pub struct Conn {
     pub flushing: bool,
     /// The flush hook reported bytes still buffered.
     pub hook_pending: bool,
-    /// The last flush stopped because the kernel took no more (`EAGAIN`).
-    /// Small writes that fit in the last queued packet then skip the flush
-    /// attempt (the event loop's `sock_flush` on writability, or the next
-    /// write that needs a new packet, sends them), so a slow reader costs no
-    /// system call per message.
+    /// The peer is not keeping up: the last flush stopped because the kernel
+    /// took no more (`EAGAIN`), or the kernel holds more than
+    /// `io::SLOW_PEER_UNSENT` bytes the peer has not read. Small writes then
+    /// queue without a system call of their own (the event loop's
+    /// `sock_flush` on writability, or a write that completes a packet,
+    /// sends them), so a slow reader costs no system call per message.
     pub blocked: bool,
+    /// Bytes sent straight from callers' buffers since the kernel's send
+    /// queue was last looked at (see `io::send_now`).
+    pub direct_bytes: usize,
     /// A write larger than the free pool is being queued in parts; other
     /// writers wait so its bytes stay together.
     pub streaming: bool,
@@ -100,6 +104,7 @@ impl Conn {
             flushing: false,
             hook_pending: false,
             blocked: false,
+            direct_bytes: 0,
             streaming: false,
             pins: 0,
             deferred: Vec::new(),
@@ -168,6 +173,7 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     c.flushing = false;
     c.hook_pending = false;
     c.blocked = false;
+    c.direct_bytes = 0;
     c.streaming = false;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
     dropped.extend(c.urgent_waiting.drain(..));
