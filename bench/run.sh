@@ -6,11 +6,11 @@
 #   BENCH_RUNS=7            timed runs per transfer case (the median is shown)
 #   BENCH_SLOW_RUNS=3       runs per slow-reader case (each ~4.5 s: the slow
 #                           reader sets the pace)
-#   BENCH_HTTP_RUNS=3       wrk runs per HTTP case
+#   BENCH_HTTP_RUNS=5       wrk runs per HTTP case
 #   BENCH_SMALL_MSGS=1000000  64-byte messages in the small-write cases
 #   BENCH_BULK_MIB=1024     bytes of the bulk case
 #   BENCH_FILE_MIB=1024     size of the file of the file cases
-#   BENCH_HTTP_SECONDS=5    duration of one wrk run
+#   BENCH_HTTP_SECONDS=3    duration of one wrk run
 #   BENCH_MEM_CONNS=10000   connections of the memory cases
 #   BENCH_QUICK=1           everything ~10x smaller, 1 run each (a smoke test;
 #                           the numbers are not meaningful)
@@ -28,11 +28,11 @@ if [[ -n ${BENCH_QUICK:-} ]]; then
 fi
 RUNS=${BENCH_RUNS:-7}
 SLOW_RUNS=${BENCH_SLOW_RUNS:-3}
-HTTP_RUNS=${BENCH_HTTP_RUNS:-3}
+HTTP_RUNS=${BENCH_HTTP_RUNS:-5}
 SMALL_MSGS=${BENCH_SMALL_MSGS:-1000000}
 BULK_MIB=${BENCH_BULK_MIB:-1024}
 FILE_MIB=${BENCH_FILE_MIB:-1024}
-HTTP_SECONDS=${BENCH_HTTP_SECONDS:-5}
+HTTP_SECONDS=${BENCH_HTTP_SECONDS:-3}
 MEM_CONNS=${BENCH_MEM_CONNS:-10000}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 B=build/bench
@@ -46,6 +46,8 @@ cleanup() {
 trap cleanup EXIT
 started=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_busy() { awk '/^cpu / {print $2 + $3 + $4}' /proc/stat; } # user+nice+system jiffies
+BUSY0=$(cpu_busy)
 
 say() { printf '%s\n' "$*" >&2; }
 
@@ -66,7 +68,7 @@ command -v wrk >/dev/null 2>&1 && HAVE_WRK=1
 # slowdown) when possible, else with strace -c -f (which slows every call
 # ~10x and so weakens the slow reader's backpressure: see the notes).
 SYS_EVENTS=raw_syscalls:sys_enter
-for s in write writev sendmsg sendto epoll_wait poll futex sendfile64 pread64 read; do
+for s in write writev sendmsg sendto epoll_wait poll futex sendfile64 pread64 read rt_sigprocmask rt_sigpending; do
   SYS_EVENTS+=",syscalls:sys_enter_$s"
 done
 COUNTER=none
@@ -110,7 +112,7 @@ parse_counts() { # file
 }
 counts_summary() { # the main calls of SC, "name=N ..."
   local s="" k
-  for k in sendmsg writev write sendfile64 sendfile pread64 epoll_wait poll futex; do
+  for k in sendto sendmsg writev write sendfile64 sendfile pread64 epoll_wait poll futex rt_sigprocmask rt_sigpending; do
     [[ -n ${SC[$k]:-} && ${SC[$k]} != 0 ]] && s+="$k ${SC[$k]}, "
   done
   printf '%s' "${s%, }"
@@ -148,54 +150,73 @@ transfer() {
   T_USER=$(sed -n 's/.*user_s=\([0-9.]*\).*/\1/p' <<<"$out")
   T_SYS=$(sed -n 's/.*sys_s=\([0-9.]*\).*/\1/p' <<<"$out")
   T_PEAKQ=$(sed -n 's/.*peak_queued=\([0-9]*\).*/\1/p' <<<"$out")
+  T_STALLS=$(sed -n 's/.*stalls=\([0-9]*\).*/\1/p' <<<"$out")
   [[ ${COUNT:-0} == 1 ]] && parse_counts "$tmp/count.out"
   return 0
 }
 
 # Results: R[key] = median, RUNS_OF[key] = every run.
-declare -A R RUNS_OF CALLS BREAKDOWN RSS PEAKQ
+declare -A R RUNS_OF CALLS BREAKDOWN RSS PEAKQ STALLS USER SYS
 FAILURES=0
 
-# measure KEY MODE READER AMOUNT BYTES [FILE]: RUNS timed runs (medians of
-# seconds); with COUNTED=1 one more run counting system calls.
+# measure READER AMOUNT BYTES FILE MODE...: RUNS timed runs of every mode,
+# interleaved (run i starts with a different mode, so a burst of load from
+# elsewhere on the machine does not land on one side only); results under
+# the key MODE-READER (or MODE for bulk/file cases: KEY_SUFFIX=""). With
+# COUNTED=1, one more run per mode counting system calls.
 measure() {
-  local key=$1 mode=$2 reader=$3 amount=$4 bytes=$5 file=${6:-} n=$RUNS i
-  local secs=() rss=() peakq=()
+  local reader=$1 amount=$2 bytes=$3 file=$4 n=$RUNS i j
+  shift 4
+  local modes=("$@") m key
+  local -A secs=() rss=() peakq=() user=() sys=()
   [[ $reader == slow ]] && n=$SLOW_RUNS
+  # slow-reader runs are paced by the reader: count in the same runs
+  local count_in_run=0
+  [[ $reader == slow && $COUNTER == perf ]] && count_in_run=1
   for ((i = 0; i < n; i++)); do
-    # slow-reader runs are paced by the reader: count in the same runs
-    if COUNT=$([[ $reader == slow && $COUNTER != strace ]] && echo 1 || echo 0) \
-      transfer "$mode" "$reader" "$amount" "$bytes" "$file"; then
-      secs+=("$T_SECONDS")
-      rss+=("$T_MAXRSS")
-      peakq+=("${T_PEAKQ:-0}")
-      if [[ $reader == slow && $COUNTER == perf ]]; then
-        CALLS[$key]+="${SC[total]:-0} "
+    for ((j = 0; j < ${#modes[@]}; j++)); do
+      m=${modes[$(((i + j) % ${#modes[@]}))]}
+      key=$m${KEY_SUFFIX-"-$reader"}
+      if COUNT=$count_in_run transfer "$m" "$reader" "$amount" "$bytes" "$file"; then
+        secs[$key]+="$T_SECONDS "
+        rss[$key]+="$T_MAXRSS "
+        peakq[$key]+="${T_PEAKQ:-0} "
+        STALLS[$key]+="${T_STALLS:-0} "
+        user[$key]+="${T_USER:-0} "
+        sys[$key]+="${T_SYS:-0} "
+        if [[ $count_in_run == 1 ]]; then
+          CALLS[$key]+="${SC[total]:-0} "
+          BREAKDOWN[$key]=$(counts_summary)
+        fi
+      else
+        FAILURES=$((FAILURES + 1))
+      fi
+    done
+  done
+  for m in "${modes[@]}"; do
+    key=$m${KEY_SUFFIX-"-$reader"}
+    R[$key]=$(printf '%s\n' ${secs[$key]:-} | median)
+    RUNS_OF[$key]=$(echo ${secs[$key]:-})
+    RSS[$key]=$(printf '%s\n' ${rss[$key]:-} | median)
+    PEAKQ[$key]=$(printf '%s\n' ${peakq[$key]:-0} | sort -g | tail -n 1)
+    USER[$key]=$(printf '%s\n' ${user[$key]:-} | median)
+    SYS[$key]=$(printf '%s\n' ${sys[$key]:-} | median)
+    if [[ ${COUNTED:-0} == 1 && $count_in_run == 0 && $COUNTER != none ]]; then
+      local amt=$amount by=$bytes
+      if [[ $COUNTER == strace && $m == small-* && $amount -gt 100000 ]]; then
+        amt=100000 # strace: ~40 us per call; a tenth of the messages
+        by=$((amt * 64))
+      fi
+      if COUNT=1 transfer "$m" "$reader" "$amt" "$by" "$file"; then
+        CALLS[$key]=$(calc '%.0f' "${SC[total]:-0} * $amount / $amt")
         BREAKDOWN[$key]=$(counts_summary)
       fi
-    else
-      FAILURES=$((FAILURES + 1))
     fi
+    if [[ -n ${CALLS[$key]:-} ]]; then
+      CALLS[$key]=$(printf '%s\n' ${CALLS[$key]} | median)
+    fi
+    say "  $key: ${R[$key]} s (runs: ${RUNS_OF[$key]})${CALLS[$key]:+, ${CALLS[$key]} system calls}"
   done
-  R[$key]=$(printf '%s\n' "${secs[@]}" | median)
-  RUNS_OF[$key]="${secs[*]}"
-  RSS[$key]=$(printf '%s\n' "${rss[@]}" | median)
-  PEAKQ[$key]=$(printf '%s\n' "${peakq[@]}" | sort -g | tail -n 1)
-  if [[ ${COUNTED:-0} == 1 && ! ($reader == slow && $COUNTER == perf) && $COUNTER != none ]]; then
-    local amt=$amount by=$bytes
-    if [[ $COUNTER == strace && $mode == small-* && $amount -gt 100000 ]]; then
-      amt=100000 # strace: ~40 us per call; a tenth of the messages
-      by=$((amt * 64))
-    fi
-    if COUNT=1 transfer "$mode" "$reader" "$amt" "$by" "$file"; then
-      CALLS[$key]=$(calc '%.0f' "${SC[total]:-0} * $amount / $amt")
-      BREAKDOWN[$key]=$(counts_summary)
-    fi
-  fi
-  if [[ -n ${CALLS[$key]:-} ]]; then
-    CALLS[$key]=$(printf '%s\n' ${CALLS[$key]} | median)
-  fi
-  say "  $key: ${R[$key]} s (runs: ${RUNS_OF[$key]})${CALLS[$key]:+, ${CALLS[$key]} system calls}"
 }
 
 # ---- the cases ---------------------------------------------------------------
@@ -210,18 +231,14 @@ BULK_BYTES=$((BULK_MIB * 1048576))
 FILE_BYTES=$((FILE_MIB * 1048576))
 
 say "== small writes: $SMALL_MSGS x 64 B, fast reader"
-for m in naive sendmsg ideal lib lib-deferred; do
-  COUNTED=1 measure "small-$m-fast" "small-$m" fast "$SMALL_MSGS" "$SMALL_BYTES"
-done
+COUNTED=1 measure fast "$SMALL_MSGS" "$SMALL_BYTES" "" \
+  small-naive small-sendmsg small-ideal small-lib small-lib-deferred
 say "== small writes: $SMALL_MSGS x 64 B, slow reader (backpressure)"
-for m in naive ideal lib lib-drain lib-deferred; do
-  COUNTED=1 measure "small-$m-slow" "small-$m" slow "$SMALL_MSGS" "$SMALL_BYTES"
-done
+COUNTED=1 measure slow "$SMALL_MSGS" "$SMALL_BYTES" "" \
+  small-naive small-ideal small-lib small-lib-drain small-lib-deferred
 
 say "== bulk: $BULK_MIB MiB in 64 KiB writes"
-for m in raw lib; do
-  measure "bulk-$m" "bulk-$m" fast "$BULK_BYTES" "$BULK_BYTES"
-done
+COUNTED=1 KEY_SUFFIX="" measure fast "$BULK_BYTES" "$BULK_BYTES" "" bulk-raw bulk-lib
 
 say "== files: $FILE_MIB MiB file"
 file="$tmp/file.bin"
@@ -231,9 +248,7 @@ for ((i = 0; i < (FILE_MIB + 63) / 64; i++)); do cat "$tmp/chunk" >>"$file"; don
 truncate -s "$FILE_BYTES" "$file"
 rm -f "$tmp/chunk"
 cat "$file" >/dev/null # in the page cache for every case
-for m in file-raw file-lib hook-raw hook-lib; do
-  measure "$m" "$m" fast "$FILE_BYTES" "$FILE_BYTES" "$file"
-done
+COUNTED=1 KEY_SUFFIX="" measure fast "$FILE_BYTES" "$FILE_BYTES" "$file" file-raw file-lib hook-raw hook-lib
 rm -f "$file"
 
 # ---- HTTP --------------------------------------------------------------------
@@ -322,6 +337,16 @@ say "  after sock_listen: ${MEM[rss_listen_kb]} KiB (no library: ${MEM[raw_liste
 # ---- the report ----------------------------------------------------------------
 
 elapsed=$(($(date +%s) - started))
+# CPU time the machine spent outside this benchmark's processes while it ran
+# (other work on a shared machine disturbs the numbers).
+busy=$(($(cpu_busy) - BUSY0))
+ours=$(times | tail -n 1 | awk '{
+  t = 0
+  for (i = 1; i <= NF; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+  print t }')
+hz=$(getconf CLK_TCK)
+others=$(calc '%.0f' "($busy / $hz - $ours) / ($elapsed * $(nproc)) * 100")
+[[ $others -lt 0 ]] && others=0
 rows=()  # markdown table rows
 notes=() # notes for missed targets
 
@@ -404,19 +429,37 @@ rows+=("| memory per connection holding 64 KiB queued (${MEM[connections]} conne
 missed=$(printf '%s\n' "${rows[@]}" | grep -c '\*\*missed\*\*')
 
 # notes for missed targets (why, by how much, what would close it)
-[[ $st_fast == met ]] || notes+=("**Small writes, fast reader ($r_fast× the naive loop, target 0.90).** With a reader that keeps up, the queue is empty before every call, so each \`sock_write\` copies its 64 bytes into a pool packet and flushes it at once: one \`sendmsg\` per message, exactly as many system calls as the naive loop ($(per_msg "${CALLS[small-lib-fast]:-}") vs $(per_msg "${CALLS[small-naive-fast]:-}") per message), and \`sendmsg\` itself costs what \`write\` costs (the sendmsg row). The difference is the library's own work per call, about $(calc '%.2f' "(${R[small-lib-fast]} - ${R[small-naive-fast]}) / $SMALL_MSGS * 1e6") µs on top of ~$(calc '%.2f' "${R[small-naive-fast]} / $SMALL_MSGS * 1e6") µs: the connection's slot lock taken for the write, the flush and again after the send; a packet taken from the pool and given back (the pool's global mutex, twice); the entry moved into a batch vector and back; the \`sock_touch\` callback. What would close it: a fast path in \`sock_write2\` for an empty queue that sends from the caller's buffer with one \`sendmsg\` under one lock and copies into a packet only what the kernel did not take (the baseline server in \`bench/rawsock.c\` works that way). A program can already avoid the per-message system call by deferring flushes to its loop with \`async_run\` (the deferred rows: $(ratio "${R[small-naive-fast]}" "${R[small-lib-deferred-fast]}")× the naive loop).")
-[[ $st_slow == met ]] || notes+=("**Small writes, slow reader ($sc_slow system calls per message, target 0.05).** Messages coalesce only while the library knows the socket is full: once a flush hits \`EAGAIN\`, a write that fits the last queued packet makes no system call, and the queue goes out in gathered writes of up to 64 packets. Before that point every message is sent on its own: the kernel accepts ~4 MiB (send buffer autotuned up to \`tcp_wmem\`'s maximum, $(sysctl -n net.ipv4.tcp_wmem 2>/dev/null | awk '{print $3}') bytes here, plus the reader's receive buffer) one 64-byte \`sendmsg\` at a time, i.e. ~65,000 of the $SMALL_MSGS messages, and again whenever a flush empties the queue while the kernel still has room. Breakdown: ${BREAKDOWN[small-lib-slow]:-n/a}. The Node-style drain loop shows the worst case ($(per_msg "${CALLS[small-lib-drain-slow]:-}") per message): each time the queue drains, the library forgets the socket was full and fills the ~1.3 MiB the reader freed one message per call. What would close it: keep coalescing after a flush that emptied the queue while the kernel's send queue is still above a low-water mark (\`SIOCOUTQ\`, or \`TCP_NOTSENT_LOWAT\` with \`EPOLLOUT\`), i.e. treat 'the kernel has a lot unsent' like 'the socket is full'; or defer flushes to the event loop with \`async_run\` ($(per_msg "${CALLS[small-lib-deferred-slow]:-}") per message in the deferred row).")
-[[ $st_bulk == met ]] || notes+=("**Bulk ($r_bulk× raw, target 0.90).** Both make one system call per 64 KiB, but \`sock_write\` first copies each 64 KiB into four pool packets, which the kernel then copies again: one extra memory copy of the whole stream, through packets that cycle over up to 16 MiB (colder in cache than the raw loop's single 64 KiB buffer). On loopback the transfer runs at memory-copy speed (the reader's copy), so the extra copy shows in full. What would close it: when the queue is empty, send from the caller's buffer first and copy only the remainder (as above); a program can avoid the copy today with \`sock_write2(.move = 1)\` (the library frees the buffer when sent) or \`sock_send_packet\`. Run-to-run spread: lib ${RUNS_OF[bulk-lib]} s, raw ${RUNS_OF[bulk-raw]} s.")
-[[ $st_file == met ]] || notes+=("**sendfile ($r_file× raw, target 0.95).** Both send with \`sendfile\`; the raw loop blocks inside one call while the library's socket is non-blocking, so each time the socket buffer fills it goes back to \`epoll_wait\` + \`sock_flush\` (and at most 16 \`sendfile\` calls per flush round). Runs: lib ${RUNS_OF[file-lib]} s, raw ${RUNS_OF[file-raw]} s; on this shared 2-core VM the spread between runs is of the same order as the gap.")
-[[ $st_hook == met ]] || notes+=("**rw hook path ($r_hook× raw, target 0.80).** The library reads 16 KiB (\`BUFFER_FILE_READ_SIZE\`) per \`pread\` and calls the hook once per chunk, as the raw loop does; the difference is per-chunk bookkeeping and the non-blocking socket's returns to \`epoll_wait\`. Runs: lib ${RUNS_OF[hook-lib]} s, raw ${RUNS_OF[hook-raw]} s. A larger read size for file chunks would reduce system calls for both.")
+us_per() { calc '%.2f' "${1:-0} / $SMALL_MSGS * 1e6"; } # seconds -> us per message
+[[ $st_fast == met ]] || notes+=("**Small writes, fast reader ($r_fast× the naive loop, target 0.90).** System calls per message: $(per_msg "${CALLS[small-lib-fast]:-}") with \`sock_write\` ($(tr -d '|' <<<"${BREAKDOWN[small-lib-fast]:-}")), $(per_msg "${CALLS[small-naive-fast]:-}") for the naive loop; \`sendmsg\` against \`write\` is the sendmsg row. CPU per message (writer, medians): $(us_per "${USER[small-lib-fast]}") µs user + $(us_per "${SYS[small-lib-fast]}") µs kernel with the library, $(us_per "${USER[small-naive-fast]}") + $(us_per "${SYS[small-naive-fast]}") µs for the naive loop. With the same system calls, the gap is the library's own work per call (locks, its queue and pool, the callbacks). What would close it: less work per \`sock_write\` when nothing is queued — one lock, the caller's buffer sent directly, no pool round trip. A program can already drop the per-message system call by deferring flushes to its loop with \`async_run\` (the deferred rows: $(ratio "${R[small-naive-fast]}" "${R[small-lib-deferred-fast]}")× the naive loop).")
+# The first messages fill the kernel's buffers (send buffer up to
+# tcp_wmem's maximum, plus the sink's fixed receive buffer) before any
+# backpressure: left out, what the backpressured part costs (an estimate).
+wmax=$(sysctl -n net.ipv4.tcp_wmem 2>/dev/null | awk '{print $3}')
+n0=$(((${wmax:-4194304} + 262144) / 64))
+bp_est=$(calc '%.3f' "(${CALLS[small-lib-slow]:-0} - $n0) / ($SMALL_MSGS - $n0)")
+[[ $st_slow == met ]] || notes+=("**Small writes, slow reader ($sc_slow system calls per message, target 0.05).** Breakdown: $(tr -d '|' <<<"${BREAKDOWN[small-lib-slow]:-n/a}"). Messages coalesce into packets only while the library treats the peer as slow (after \`EAGAIN\`, or once the kernel holds much unread data); until then each message is its own system call, and the kernel takes ~4 MiB before it pushes back (send buffer autotuned up to \`tcp_wmem\`'s maximum, $wmax bytes here, plus the reader's receive buffer): ~$n0 of the $SMALL_MSGS messages. Leaving those out (an estimate: counted calls minus one per message of the fill), the backpressured part costs ~$bp_est per message. The drain loop (a program that waits for the queue to empty before producing more) makes $(per_msg "${CALLS[small-lib-drain-slow]:-}") per message. What would close it: treat a large unread backlog in the kernel (\`SIOCOUTQ\`, or \`TCP_NOTSENT_LOWAT\`) like a full socket from the first write, and keep doing so after the queue drains — while making sure the program gets an \`EPOLLOUT\` (or the library flushes by itself) for what it keeps queued; or defer flushes to the event loop with \`async_run\` ($(per_msg "${CALLS[small-lib-deferred-slow]:-}") per message in the deferred row).")
+[[ $st_bulk == met ]] || notes+=("**Bulk ($r_bulk× raw, target 0.90).** System calls: ${CALLS[bulk-lib]:-?} with the library ($(tr -d '|' <<<"${BREAKDOWN[bulk-lib]:-}")), ${CALLS[bulk-raw]:-?} raw; CPU: $(calc '%.3f' "${USER[bulk-lib]:-0}") s user + $(calc '%.3f' "${SYS[bulk-lib]:-0}") s kernel vs $(calc '%.3f' "${USER[bulk-raw]:-0}") + $(calc '%.3f' "${SYS[bulk-raw]:-0}"). The raw loop blocks inside \`write\` until the kernel takes its 64 KiB; the library copies what the kernel does not take into pool packets (an extra memory copy; on loopback the transfer runs at memory-copy speed) and goes back to \`epoll_wait\` + \`sock_flush\`. What would close it: fewer copies — send from the caller's buffer first and copy only the remainder; a program can avoid the copy today with \`sock_write2(.move = 1)\` or \`sock_send_packet\`. Runs: lib ${RUNS_OF[bulk-lib]} s, raw ${RUNS_OF[bulk-raw]} s.")
+[[ $st_file == met ]] || notes+=("**sendfile ($r_file× raw, target 0.95).** Both send with \`sendfile\` (system calls: lib ${CALLS[file-lib]:-?} — $(tr -d '|' <<<"${BREAKDOWN[file-lib]:-}") —, raw ${CALLS[file-raw]:-?}); the raw loop blocks inside one call while the library's socket is non-blocking, so each time the socket buffer fills it goes back to \`epoll_wait\` + \`sock_flush\`. Runs: lib ${RUNS_OF[file-lib]} s, raw ${RUNS_OF[file-raw]} s: on this shared 2-core VM the spread between runs is larger than the gap, so this is within noise unless it repeats.")
+[[ $st_hook == met ]] || notes+=("**rw hook path ($r_hook× raw, target 0.80).** System calls: lib ${CALLS[hook-lib]:-?} ($(tr -d '|' <<<"${BREAKDOWN[hook-lib]:-}")), raw ${CALLS[hook-raw]:-?} ($(tr -d '|' <<<"${BREAKDOWN[hook-raw]:-}")). Both read 16 KiB (\`BUFFER_FILE_READ_SIZE\`) per \`pread\` and write each chunk once; the library adds its SIGPIPE guard around each flush round (\`rt_sigprocmask\`, \`rt_sigpending\`) and returns to \`epoll_wait\` when the socket is full. Runs: lib ${RUNS_OF[hook-lib]} s, raw ${RUNS_OF[hook-raw]} s. What would close it: a larger chunk for the read-and-write path, and one signal-mask change per flush rather than per round.")
 if [[ $http_ok == 1 ]]; then
   for c in 50 1000; do
     eval "st=\$st_http_$c r=\$r_http_$c"
-    [[ $st == met ]] || notes+=("**HTTP, $c connections ($r× the raw server, target 0.90).** Same source, same system calls per request (\`read\`, one \`sendmsg\`/\`write\` of header and body, and a \`read\` that finds nothing only when a read filled the buffer); the difference is the library's per-call work (slot lock, pool packet for the copy, UUID validation) on every \`sock_read\`/\`sock_write\`. Runs: lib ${RPS_RUNS[lib $c /]}, raw ${RPS_RUNS[raw $c /]} req/s.")
+    [[ $st == met ]] || notes+=("**HTTP, $c connections ($r× the raw server, target 0.90).** Same source, same system calls per request (\`read\`, one \`sendmsg\`/\`write\` of header and body, and a \`read\` that finds nothing only when a read filled the buffer); the difference is the library's per-call work (UUID validation, the connection's lock, its queue) on every \`sock_read\`/\`sock_write\`/\`sock_flush\`. Runs: lib ${RPS_RUNS[lib $c /]}, raw ${RPS_RUNS[raw $c /]} req/s.")
   done
 fi
-[[ $st_rss == met ]] || notes+=("**RSS after \`sock_listen\` (${MEM[rss_listen_kb]} KiB, target 2048 KiB: $(calc '%.0f' "(${MEM[rss_listen_kb]} - 2048)") KiB over).** Most of it is the C runtime: the same program without the library, listening with raw calls, is at ${MEM[raw_listen_kb]} KiB (resident KiB by mapping: ${MEM[raw_by_mapping]}). With the library: ${MEM[by_mapping]}. The library's share is its code pages touched at load and by the first calls (libsock), \`libgcc_s\` (the unwinder Rust's panic handling links), the first chunk of the connection table on the heap (1024 slots of ~128 bytes = 128 KiB, allocated for the first fd), and libc pages it uses that the raw program does not (name resolution for \`sock_listen\`, threads). What would close it: a small first table chunk (e.g. 64 slots, growing), and \`panic = \"abort\"\` with the panic boundary kept (drops \`libgcc_s\`); the rest is the C library itself, which no library on top of it can reduce.")
+[[ $st_rss == met ]] || notes+=("**RSS after \`sock_listen\` (${MEM[rss_listen_kb]} KiB, target 2048 KiB: $(calc '%.0f' "(${MEM[rss_listen_kb]} - 2048)") KiB over).** Most of it is the C runtime: the same program without the library, listening with raw calls, is at ${MEM[raw_listen_kb]} KiB (resident KiB by mapping: ${MEM[raw_by_mapping]}). With the library: ${MEM[by_mapping]}. The library's share is its code pages touched at load and by the first calls (libsock), \`libgcc_s\` (the unwinder Rust's panic handling links), the first chunk of the connection table (1024 slots of ~128 bytes = 128 KiB, allocated for the first fd; heap or anonymous mapping), and libc pages it uses that the raw program does not (name resolution for \`sock_listen\`, threads). What would close it: a small first table chunk (e.g. 64 slots, growing), and \`panic = \"abort\"\` with the panic boundary kept (drops \`libgcc_s\`); the rest is the C library itself, which no library on top of it can reduce.")
 [[ $st_idle == met ]] || notes+=("**Idle connections (${MEM[idle_bytes_per_conn]} B each, target 1024 B).**")
+
+# Stalls: the library held queued data on a socket it never found full, so
+# the EPOLLOUT an edge-triggered loop waits for did not come.
+stalled=""
+for k in "${!STALLS[@]}"; do
+  t=$(printf '%s\n' ${STALLS[$k]} | awk '{t += $1} END {print t + 0}')
+  [[ $t -gt 0 ]] && stalled+="$k ($t), "
+done
+if [[ -n $stalled ]]; then
+  notes+=("**Stalls (not a target, a liveness problem): ${stalled%, }.** In these runs the writer's loop, waiting on \`epoll\` (edge-triggered \`EPOLLOUT\`) with output still queued, got no event within 100 ms and had to call \`sock_flush\` on its own: the library kept data queued while the socket was writable (it never answered \`EAGAIN\`), so no writability edge was due. An event loop without such a timer keeps that data until some other event (in \`http_hello\`, the idle timeout). The count is per case, summed over its runs; each stall costs up to 100 ms here.")
+fi
 
 machine() {
   echo "- CPU: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores online"
@@ -426,7 +469,8 @@ machine() {
   echo "- libsock: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ modified)'), release build (\`make build\`), linked as a shared library"
   echo "- wrk: $(wrk -v 2>&1 | head -n 1 | cut -c1-60)"
   echo "- TCP buffers: tcp_wmem $(sysctl -n net.ipv4.tcp_wmem 2>/dev/null | tr '\t' ' '), tcp_rmem $(sysctl -n net.ipv4.tcp_rmem 2>/dev/null | tr '\t' ' ')"
-  echo "- load average before the run: $LOAD0"
+  echo "- load average before the run: $LOAD0; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- CPU used by other processes during the run: ~$others% of the machine's capacity (estimate: /proc/stat busy time minus this run's processes)"
 }
 
 {
@@ -485,22 +529,26 @@ machine() {
   echo "  that the peer never reads; bytes the kernel took (\`SIOCOUTQ\`, peer's \`FIONREAD\`) are subtracted to get"
   echo "  what the library holds. \`build/bench/mem_raw\` is the same program listening with raw calls, no library."
   echo "  Medians of 3 runs."
+  echo "- stalls: how often a libsock writer, waiting for \`EPOLLOUT\` with output queued, saw none for 100 ms and"
+  echo "  called \`sock_flush\` anyway (the loop's safety net; 0 when the library only queues on a full socket)."
   echo
   echo "## All runs"
   echo
-  echo "| case | seconds per run | median | system calls (median) | writer peak RSS (KiB) |"
-  echo "|---|---|---|---|---|"
+  echo "| case | seconds per run | median | system calls (median) | writer peak RSS (KiB) | stalls per run |"
+  echo "|---|---|---|---|---|---|"
   for k in small-naive-fast small-sendmsg-fast small-ideal-fast small-lib-fast small-lib-deferred-fast \
     small-naive-slow small-ideal-slow small-lib-slow small-lib-drain-slow small-lib-deferred-slow \
     bulk-raw bulk-lib file-raw file-lib hook-raw hook-lib; do
-    echo "| $k | ${RUNS_OF[$k]:-} | ${R[$k]:-} | ${CALLS[$k]:-}${BREAKDOWN[$k]:+ ($(tr -d '|' <<<"${BREAKDOWN[$k]}"))} | ${RSS[$k]:-} |"
+    echo "| $k | ${RUNS_OF[$k]:-} | ${R[$k]:-} | ${CALLS[$k]:-}${BREAKDOWN[$k]:+ ($(tr -d '|' <<<"${BREAKDOWN[$k]}"))} | ${RSS[$k]:-} | ${STALLS[$k]:-} |"
   done
   if [[ $http_ok == 1 ]]; then
     for k in "lib 50 /" "raw 50 /" "lib 1000 /" "raw 1000 /" "lib 50 /64k.bin" "raw 50 /64k.bin"; do
-      echo "| HTTP $k | req/s: ${RPS_RUNS[$k]} | ${RPS[$k]} | | |"
+      echo "| HTTP $k | req/s: ${RPS_RUNS[$k]} | ${RPS[$k]} | | | |"
     done
   fi
-  echo "| memory (KiB unless noted) | start ${MEMRUNS[rss_start_kb]:-}; listen ${MEMRUNS[rss_listen_kb]:-}; idle ${MEMRUNS[rss_idle_kb]:-}; queued ${MEMRUNS[rss_queued_kb]:-}; no library: start ${MEMRUNS[raw_start_kb]:-}, listen ${MEMRUNS[raw_listen_kb]:-} | | | |"
+  echo "| memory (KiB unless noted) | start ${MEMRUNS[rss_start_kb]:-}; listen ${MEMRUNS[rss_listen_kb]:-}; idle ${MEMRUNS[rss_idle_kb]:-}; queued ${MEMRUNS[rss_queued_kb]:-}; no library: start ${MEMRUNS[raw_start_kb]:-}, listen ${MEMRUNS[raw_listen_kb]:-} | | | | |"
+  echo
+  echo "Resident KiB by mapping after \`sock_listen\` (last run): with the library ${MEM[by_mapping]:-}; without it ${MEM[raw_by_mapping]:-}."
   echo
   echo "## Machine"
   echo
@@ -528,5 +576,5 @@ echo "| benchmark | libsock | baseline | ratio | target | status |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "$missed target(s) missed; report written to $OUT (${elapsed} s)"
+echo "$missed target(s) missed; report written to $OUT (${elapsed} s; other processes used ~$others% of the CPUs meanwhile)"
 [[ $FAILURES -eq 0 ]]

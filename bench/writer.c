@@ -7,8 +7,11 @@
  * Connects to a `sink` on 127.0.0.1:PORT, sends, and stops its clock when
  * the sink confirms it read everything. Prints one line:
  *   mode=M seconds=S bytes=B maxrss_kb=K user_s=U sys_s=Y peak_queued=Q
+ *   stalls=N
  * (U and Y: CPU time in user space and in the kernel, whole process; Q:
- * small-lib modes, the most bytes seen queued in the library at once)
+ * small-lib modes, the most bytes seen queued in the library at once; N:
+ * library modes, times the loop waited 100 ms for an EPOLLOUT that never
+ * came while data was queued)
  *
  * Modes (AMOUNT is a message count for small-*, bytes otherwise):
  *   small-naive     one write() per 64-byte message (blocking socket)
@@ -110,13 +113,23 @@ static void lib_open(void) {
     die("epoll_ctl");
 }
 
-/* The event loop: sock_flush on every EPOLLOUT until nothing is queued. */
+/* Times lib_drain waited DRAIN_WAIT_MS for an EPOLLOUT that did not come
+ * while the library still held data: the library kept data queued on a
+ * socket it never found full, so no writability edge was due (a stall an
+ * edge-triggered event loop would only leave on some other event). */
+static unsigned stalls;
+#define DRAIN_WAIT_MS 100
+
+/* The event loop: sock_flush on every EPOLLOUT until nothing is queued
+ * (and, as a safety net, after DRAIN_WAIT_MS without one). */
 static void lib_drain(void) {
   while (sock_packets_pending(uuid)) {
     struct epoll_event ev;
-    int n = epoll_wait(epfd, &ev, 1, 1000);
+    int n = epoll_wait(epfd, &ev, 1, DRAIN_WAIT_MS);
     if (n < 0 && errno != EINTR)
       die("epoll_wait");
+    if (n == 0)
+      stalls++;
     if (sock_flush(uuid) != 0 && !sock_isvalid(uuid)) {
       fprintf(stderr, "writer: the connection closed\n");
       exit(1);
@@ -359,11 +372,11 @@ int main(int argc, char **argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("mode=%s seconds=%.6f bytes=%llu maxrss_kb=%ld user_s=%.3f "
-         "sys_s=%.3f peak_queued=%llu\n",
+         "sys_s=%.3f peak_queued=%llu stalls=%u\n",
          mode, t1 - t0, (unsigned long long)bytes, ru.ru_maxrss,
          ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
          ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
-         (unsigned long long)peak_queued);
+         (unsigned long long)peak_queued, stalls);
   if (uuid != -1)
     sock_force_close(uuid);
   else

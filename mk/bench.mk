@@ -3,9 +3,9 @@
 # (e.g. `make bench BENCH_QUICK=1` for a quick smoke run).
 #
 # The programs link a private copy of the freshly built library
-# (build/bench/lib): `make build` rewrites build/lib/libsock.so in place,
-# which would crash a benchmark that has it mapped if someone rebuilt
-# meanwhile.
+# (build/bench/lib), replaced by a rename: `make build` rewrites
+# build/lib/libsock.so in place (cp -f), which crashes programs that have it
+# mapped when someone rebuilds meanwhile.
 
 BENCH_DIR    := build/bench
 BENCH_LIBDIR := $(BENCH_DIR)/lib
@@ -19,9 +19,10 @@ bench: bench-progs
 	@bench/run.sh
 
 bench-progs: build
-	@rm -rf $(BENCH_LIBDIR) && mkdir -p $(BENCH_LIBDIR)
-	cp $(LIBDIR)/libsock.so.$(VERSION) $(BENCH_LIBDIR)/$(SONAME)
-	ln -s $(SONAME) $(BENCH_LIBDIR)/libsock.so
+	@mkdir -p $(BENCH_LIBDIR)
+	cp $(LIBDIR)/libsock.so.$(VERSION) $(BENCH_LIBDIR)/.$(SONAME).new
+	mv -f $(BENCH_LIBDIR)/.$(SONAME).new $(BENCH_LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(BENCH_LIBDIR)/libsock.so
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/sink bench/sink.c
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/writer bench/writer.c $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/mem bench/mem.c $(BENCH_LIBS)

@@ -205,6 +205,34 @@ print("ok")
 EOF
 if [[ $(tail -n 1 "$tmp/pipe.out") == ok ]]; then pass pipelining-in-order; else fail pipelining-in-order "$(tail -n 3 "$tmp/pipe.out" | tr '\n' ' ')"; fi
 
+# a small answer queued behind a large file, for a client that reads at its
+# own pace: it must be sent once the file is, not left queued until the
+# idle timeout closes the connection (then the next request would fail)
+timeout 60 "$PY" - "$SRV_PORT" >"$tmp/after-big.out" 2>&1 <<'EOF'
+import socket, sys, time
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.sendall(b"GET /big.bin HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+buf = b""
+while not buf.endswith(b"Hello World!"):
+    d = s.recv(65536)
+    if not d:
+        raise SystemExit(f"closed after {len(buf)} bytes")
+    buf += d
+    time.sleep(0.002)  # a client slower than loopback
+s.sendall(b"GET /small.txt HTTP/1.1\r\n\r\n")
+buf = b""
+while not buf.endswith(b"a small file\n"):
+    d = s.recv(65536)
+    if not d:
+        raise SystemExit("the connection was closed: the answer after the "
+                         "file waited for the idle timeout")
+    buf += d
+print("ok")
+EOF
+if [[ $(tail -n 1 "$tmp/after-big.out") == ok ]]; then pass answer-after-large-file-not-held; else fail answer-after-large-file-not-held "$(tail -n 2 "$tmp/after-big.out" | tr '\n' ' ')"; fi
+
 # HEAD, Connection: close, an idle connection closed by the server (-t 1)
 timeout 60 "$PY" - "$SRV_PORT" >"$tmp/misc.out" 2>&1 <<'EOF'
 import socket, sys
