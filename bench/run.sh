@@ -68,7 +68,7 @@ command -v wrk >/dev/null 2>&1 && HAVE_WRK=1
 # slowdown) when possible, else with strace -c -f (which slows every call
 # ~10x and so weakens the slow reader's backpressure: see the notes).
 SYS_EVENTS=raw_syscalls:sys_enter
-for s in write writev sendmsg sendto epoll_wait poll futex sendfile64 pread64 read rt_sigprocmask rt_sigpending; do
+for s in write writev sendmsg sendto epoll_wait poll futex sendfile64 pread64 read rt_sigprocmask rt_sigpending ioctl; do
   SYS_EVENTS+=",syscalls:sys_enter_$s"
 done
 COUNTER=none
@@ -112,7 +112,7 @@ parse_counts() { # file
 }
 counts_summary() { # the main calls of SC, "name=N ..."
   local s="" k
-  for k in sendto sendmsg writev write sendfile64 sendfile pread64 epoll_wait poll futex rt_sigprocmask rt_sigpending; do
+  for k in sendto sendmsg writev write sendfile64 sendfile pread64 epoll_wait poll futex rt_sigprocmask rt_sigpending ioctl; do
     [[ -n ${SC[$k]:-} && ${SC[$k]} != 0 ]] && s+="$k ${SC[$k]}, "
   done
   printf '%s' "${s%, }"
