@@ -120,20 +120,20 @@ fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
 /// Queues entries (normal or urgent) on a locked connection. On failure the
 /// entries come back, to be dropped once the lock is released.
 fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Errno, Vec<Entry>)> {
+    if urgent {
+        // Urgent data never waits: while entries are out of the queue being
+        // sent, or a write is queuing its parts, it waits aside (in order)
+        // and is placed once the whole queue is back.
+        let c = &mut *l.conn;
+        c.urgent_waiting.extend(entries);
+        place_urgent(c);
+        return Ok(());
+    }
     if let Err(e) = wait_turn(l) {
         return Err((e, entries));
     }
-    let c = &mut *l.conn;
-    if !urgent {
-        for e in entries {
-            c.queue.push(e);
-        }
-    } else if c.flushing {
-        // Entries are out of the queue being sent; place these when they
-        // come back, so the rule sees the whole queue.
-        c.urgent_waiting.extend(entries);
-    } else {
-        c.queue.push_urgent(entries);
+    for e in entries {
+        l.conn.queue.push(e);
     }
     Ok(())
 }
@@ -183,15 +183,27 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
             Some(p) => p,
             None => {
                 l.conn.streaming = true;
+                let (slot, counter, fd) = (l.slot, l.counter, l.fd);
+                // Waiting is pointless once the connection closed, or its
+                // peer reset it (with nothing queued, no flush would notice).
+                let mut gone = || !slot.conn.lock().is(counter) || sys::peer_failed(fd);
                 let p = MutexGuard::unlocked(&mut l.conn, || {
                     let _ = flush(id);
-                    pool::take(make_progress)
+                    pool::take_unless(&mut gone, make_progress)
                 });
-                if !l.conn.is(l.counter) {
-                    pool::put(p);
-                    break Err(Errno::ENODEV);
+                match p {
+                    Some(p) if l.conn.is(l.counter) => p,
+                    other => {
+                        if let Some(p) = other {
+                            pool::put(p);
+                        }
+                        break Err(if l.conn.is(l.counter) {
+                            Errno::ECONNRESET
+                        } else {
+                            Errno::ENODEV
+                        });
+                    }
                 }
-                p
             }
         };
         let n = rest.len().min(BUFFER_PACKET_SIZE);
@@ -217,7 +229,14 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
     };
     if l.conn.is(l.counter) && l.conn.streaming {
         l.conn.streaming = false;
+        place_urgent(&mut l.conn);
         l.slot.changed.notify_all();
+    }
+    if result == Err(Errno::ECONNRESET) {
+        // The peer is gone: close the connection (after the lock is
+        // released, through the usual path).
+        let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
+        MutexGuard::unlocked(&mut l.conn, || closing.complete());
     }
     result
 }
@@ -242,15 +261,6 @@ fn make_progress() {
     });
     sys::wait_writable(&fds, 10);
 }
-
-/// Unread bytes in the kernel's send queue beyond which the peer counts as
-/// slow: writes then gather in the queue instead of going out one by one.
-pub const SLOW_PEER_UNSENT: usize = 512 * 1024;
-/// Unread bytes below which a slow peer counts as caught up.
-pub const CAUGHT_UP_UNSENT: usize = 128 * 1024;
-/// Bytes sent straight from callers' buffers between two looks at the
-/// kernel's send queue.
-const UNSENT_CHECK_EVERY: usize = 64 * 1024;
 
 /// Sends `data` straight from the caller's buffer when nothing is queued,
 /// nobody is flushing, no hook is set and flushes run inline: one system
@@ -280,16 +290,8 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
     let n = unsafe { sys::write_vectored(l.fd, &iov, true) };
     if n >= 0 {
         let n = n as usize;
-        // A short write means the socket is full now. Otherwise, now and
-        // then, look at how much the peer has left unread: when it does not
-        // keep up, later small writes are better gathered than sent one by
-        // one.
+        // A short write means the socket is full now.
         c.blocked = n < data.len();
-        c.direct_bytes += n;
-        if c.direct_bytes >= UNSENT_CHECK_EVERY {
-            c.direct_bytes = 0;
-            c.blocked |= sys::unsent_bytes(l.fd) > SLOW_PEER_UNSENT;
-        }
         return Ok(n);
     }
     match Errno::last() {
@@ -386,9 +388,9 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
                     return Ok(());
                 }
                 let opened = copy_in(&mut l, o.fduuid, &data[sent..], sent > 0);
-                // With a slow peer, flush only once a write opened a new
-                // packet behind at least a full one: one gathered system
-                // call per packet of small messages.
+                // While the socket is full, try again only once a write
+                // opened a new packet behind at least a full one: one
+                // attempt per packet of small messages, not one per message.
                 let skip_flush =
                     l.conn.blocked && (opened == Ok(false) || !l.conn.queue.holds_full_packet());
                 if sent > 0 {
@@ -618,6 +620,7 @@ impl Flusher {
         let Some(mut c) = self.relock() else {
             return Next::Stop(Err(Errno::ENODEV));
         };
+        place_urgent(&mut c);
         if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
             return self.fail(c, err);
         }
@@ -632,9 +635,10 @@ impl Flusher {
     /// write is still queuing its parts (it flushes again when done), so
     /// that no write is cut short by the close.
     fn idle(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
-        // Everything queued went out; the peer stays 'slow' until it has
-        // read most of what the kernel holds for it.
-        c.blocked = c.blocked && c.socket && sys::unsent_bytes(self.fd) > CAUGHT_UP_UNSENT;
+        // Everything queued went out. (Writes are held back only while the
+        // kernel refuses data: that is what guarantees the program a
+        // writability event to flush them on.)
+        c.blocked = false;
         if c.close_when_done && !c.hook_pending && !c.streaming {
             let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
             drop(c);
@@ -668,7 +672,7 @@ impl Flusher {
 
 /// Places urgent entries that arrived while a batch was out of the queue.
 fn place_urgent(c: &mut Conn) {
-    if !c.urgent_waiting.is_empty() && !c.flushing {
+    if !c.urgent_waiting.is_empty() && !c.flushing && !c.streaming {
         let waiting: Vec<Entry> = c.urgent_waiting.drain(..).collect();
         c.queue.push_urgent(waiting);
     }

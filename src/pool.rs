@@ -137,8 +137,24 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
 /// waits briefly for the kernel to take data) until one is free.
 pub fn take(mut make_progress: impl FnMut()) -> NonNull<PoolPacket> {
     loop {
-        if let Some(p) = try_take() {
+        if let Some(p) = take_unless(&mut || false, &mut make_progress) {
             return p;
+        }
+    }
+}
+
+/// As [`take`], but gives up (`None`) as soon as `give_up` says so — for a
+/// writer whose connection closed while it waited.
+pub fn take_unless(
+    give_up: &mut dyn FnMut() -> bool,
+    mut make_progress: impl FnMut(),
+) -> Option<NonNull<PoolPacket>> {
+    loop {
+        if let Some(p) = try_take() {
+            return Some(p);
+        }
+        if give_up() {
+            return None;
         }
         make_progress();
         let p = pool();

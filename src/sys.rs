@@ -176,13 +176,17 @@ pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> isize {
     n
 }
 
-/// Bytes the kernel holds in `fd`'s send queue that the peer has not taken
-/// yet (`SIOCOUTQ`); 0 where the kernel cannot tell.
-pub fn unsent_bytes(fd: RawFd) -> usize {
-    let mut n: c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into `n`.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
-    if rc == 0 { n.max(0) as usize } else { 0 }
+/// True when `fd` reports an error or hang-up (e.g. its peer reset the
+/// connection), without waiting.
+pub fn peer_failed(fd: RawFd) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    let mut polled = [PollFd::new(borrow(fd), PollFlags::POLLOUT)];
+    matches!(poll(&mut polled, PollTimeout::ZERO), Ok(n) if n > 0)
+        && polled[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 /// Waits until one of `fds` is writable (or hung up), at most `timeout_ms`.

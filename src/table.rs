@@ -67,16 +67,13 @@ pub struct Conn {
     pub flushing: bool,
     /// The flush hook reported bytes still buffered.
     pub hook_pending: bool,
-    /// The peer is not keeping up: the last flush stopped because the kernel
-    /// took no more (`EAGAIN`), or the kernel holds more than
-    /// `io::SLOW_PEER_UNSENT` bytes the peer has not read. Small writes then
-    /// queue without a system call of their own (the event loop's
-    /// `sock_flush` on writability, or a write that completes a packet,
-    /// sends them), so a slow reader costs no system call per message.
+    /// The socket is full: the last send stopped because the kernel took no
+    /// more (`EAGAIN`, or a short write). Small writes then queue without a
+    /// system call of their own (the event loop's `sock_flush` on
+    /// writability — which the kernel owes the program after refusing data —
+    /// or a write that completes a packet, sends them), so a slow reader
+    /// costs no system call per message.
     pub blocked: bool,
-    /// Bytes sent straight from callers' buffers since the kernel's send
-    /// queue was last looked at (see `io::send_now`).
-    pub direct_bytes: usize,
     /// A write larger than the free pool is being queued in parts; other
     /// writers wait so its bytes stay together.
     pub streaming: bool,
@@ -104,7 +101,6 @@ impl Conn {
             flushing: false,
             hook_pending: false,
             blocked: false,
-            direct_bytes: 0,
             streaming: false,
             pins: 0,
             deferred: Vec::new(),
@@ -173,7 +169,6 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     c.flushing = false;
     c.hook_pending = false;
     c.blocked = false;
-    c.direct_bytes = 0;
     c.streaming = false;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
     dropped.extend(c.urgent_waiting.drain(..));
