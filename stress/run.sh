@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Builds and runs the reliability programs of stress/ (issue 6).
+#
+#   stress/run.sh quick     what `make test` runs (tests.d/40-reliability.sh):
+#                           regressions, faults, a short stress and fuzz run,
+#                           and short runs of the same under ASan/UBSan,
+#                           valgrind memcheck and DRD (about 2-3 minutes)
+#   stress/run.sh stress    long stress runs (several seeds) and many fuzz seeds
+#   stress/run.sh valgrind  the C harness (c-tests/run.sh, VALGRIND=1) and the
+#                           stress programs under memcheck
+#   stress/run.sh threads   DRD on the stress programs and selected c-tests
+#   stress/run.sh asan      stress programs and c-tests with
+#                           -fsanitize=address,undefined (shared and static)
+#   stress/run.sh all       stress, valgrind, threads and asan
+#
+# Every check prints "PASS name" or "FAIL name"; the last line is exactly
+# "N passed, N failed"; the exit status is non-zero when a check failed.
+#
+# The programs link a private copy of build/lib (build/reliability/lib), so
+# a concurrent `make build` (which rewrites build/lib/libsock.so.* in place)
+# cannot change the library under a running test.
+#
+# Environment: STRESS_SEED (default: 1), STRESS_SECONDS, FUZZ_SEEDS, FUZZ_OPS,
+# RL_OUT (default build/reliability), CC (default cc).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+root=$PWD
+mode=${1:-quick}
+OUT=${RL_OUT:-build/reliability}
+CC=${CC:-cc}
+CFLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -Iinclude)
+SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined
+  -fno-omit-frame-pointer)
+STATIC_LIBS=(-lgcc_s -lutil -lrt -lpthread -lm -ldl)
+PROGS=(regress faults stress fuzz)
+export STRESS_SEED=${STRESS_SEED:-1}
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1${2:+ ($2)}"; failed=$((failed + 1)); }
+finish() {
+  echo
+  echo "$passed passed, $failed failed"
+  [[ $failed -eq 0 ]]
+  exit $?
+}
+
+mkdir -p "$OUT/bin" "$OUT/log" "$OUT/lib"
+log="$OUT/log"
+
+# ---- the library, snapshotted -------------------------------------------------
+if [[ ! -f build/lib/libsock.a || ! -e build/lib/libsock.so ]]; then
+  make --no-print-directory build >"$log/make-build.log" 2>&1 ||
+    { tail -n 20 "$log/make-build.log"; fail "make build"; finish; }
+fi
+so=$(readlink -f build/lib/libsock.so)
+soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+cp -f "$so" "$OUT/lib/.libsock.so.new" && mv -f "$OUT/lib/.libsock.so.new" "$OUT/lib/$soname"
+ln -sf "$soname" "$OUT/lib/libsock.so"
+cp -f build/lib/libsock.a "$OUT/lib/.libsock.a.new" && mv -f "$OUT/lib/.libsock.a.new" "$OUT/lib/libsock.a"
+LIB=$root/$OUT/lib
+
+# build <variant> <prog>: variant shared | static | asan | asan-static
+build() {
+  local variant=$1 prog=$2 src bin flags=() libs=()
+  src=stress/$prog.c
+  bin=$OUT/bin/$prog${variant:+-$variant}
+  [[ $variant == shared ]] && bin=$OUT/bin/$prog
+  case $variant in
+    shared) libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
+    static) libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
+    asan) flags=("${SAN[@]}"); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
+    asan-static) flags=("${SAN[@]}"); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
+  esac
+  if "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${libs[@]}" \
+    >"$log/build-$prog-$variant.log" 2>&1; then
+    return 0
+  fi
+  cat "$log/build-$prog-$variant.log"
+  fail "build $prog ($variant)"
+  return 1
+}
+
+# run <label> <seconds> <command...>: counts the harness's PASS/FAIL lines;
+# a crash or non-zero exit without a FAIL line is one failure.
+run() {
+  local label=$1 limit=$2
+  shift 2
+  local out="$log/$label.out" rc start
+  start=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" >"$out.raw" 2>"$log/$label.err"
+  rc=$?
+  # under a checker, the test names say which one (they repeat otherwise)
+  sed -E "s/^(PASS|FAIL|SKIP) ([^ ]*)(.*)\$/\1 \2${TAG:+ [$TAG]}\3/" "$out.raw" >"$out"
+  cat "$out"
+  local p f
+  p=$(grep -c '^PASS ' "$out")
+  f=$(grep -c '^FAIL ' "$out")
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [[ $f -gt 0 ]]; then
+    grep -E 'VIOLATION|failed|FAIL|ERROR|Invalid|lost in|Conflicting' \
+      "$log/$label.err" | head -n 30 | sed 's/^/    /'
+  fi
+  if [[ $rc -ne 0 && $f -eq 0 ]]; then
+    tail -n 15 "$log/$label.err" | sed 's/^/    /'
+    fail "$label" "exit status $rc$([[ $rc -eq 124 ]] && echo ", timeout after ${limit}s")"
+  fi
+  echo "  ($label: $(($(date +%s) - start)) s; log $log/$label.err)"
+}
+
+# control <label> <pattern> <command...>: the command must fail (it runs
+# a deliberate fault) and its stderr must show <pattern>: the checker works.
+control() {
+  local label=$1 pattern=$2
+  shift 2
+  timeout --kill-after=10 600 "$@" >"$log/$label.out" 2>"$log/$label.err"
+  local rc=$?
+  if [[ $rc -ne 0 ]] && grep -qE "$pattern" "$log/$label.err" "$log/$label.out"; then
+    pass "$label"
+  else
+    fail "$label" "status $rc, no '$pattern' in $log/$label.err"
+  fi
+}
+
+VG_MEMCHECK=(valgrind -q --error-exitcode=99 --leak-check=full
+  --errors-for-leak-kinds=definite --show-leak-kinds=definite
+  --track-fds=no --child-silent-after-fork=no)
+# DRD: data races in the programs' own data and in what they hand to the
+# library; the library's parking_lot locks (futexes) are invisible to DRD,
+# see stress/drd.supp for what is suppressed and why.
+VG_DRD=(valgrind -q --tool=drd --error-exitcode=98
+  --suppressions=stress/drd.supp --check-stack-var=no
+  --free-is-write=yes)
+have_valgrind() { command -v valgrind >/dev/null; }
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+# ---- modes ------------------------------------------------------------------------
+
+native() { # the programs as they are, linked with the shared library
+  local secs=$1 seeds=$2 ops=$3
+  for p in "${PROGS[@]}"; do build shared "$p" || return; done
+  build static stress && run stress-static-quick 120 env STRESS_SECONDS=2 \
+    "$OUT/bin/stress-static" mixed
+  run stress-controls 300 env STRESS_CONTROLS=1 "$OUT/bin/stress" \
+    control_foreign_frame control_uncounted_frame control_phantom_frame
+  run regress 240 "$OUT/bin/regress"
+  run faults 300 "$OUT/bin/faults"
+  run stress 900 env STRESS_SECONDS="$secs" "$OUT/bin/stress"
+  run fuzz 900 env FUZZ_SEEDS="$seeds" FUZZ_OPS="$ops" "$OUT/bin/fuzz"
+  # the fuzz's pinned regression seeds run when FUZZ_SEEDS is unset
+  run fuzz-regress-seeds 300 env -u FUZZ_SEEDS FUZZ_OPS=1 "$OUT/bin/fuzz" \
+    $(sed -n 's/^    {\([0-9]*\), .*/regress_seed_\1/p' stress/fuzz.c)
+}
+
+asan_progs() { # the programs under ASan/UBSan
+  local secs=$1 seeds=$2
+  for p in "${PROGS[@]}"; do build asan "$p" || return; done
+  build asan-static stress || return
+  control "control: ASan reports a deliberate leak" "LeakSanitizer" \
+    env STRESS_CONTROLS=1 "$OUT/bin/stress-asan" control_leak
+  run regress-asan 300 "$OUT/bin/regress-asan"
+  run faults-asan 300 "$OUT/bin/faults-asan"
+  run stress-asan 900 env STRESS_SECONDS="$secs" STRESS_THREADS=3 "$OUT/bin/stress-asan"
+  run stress-asan-static 300 env STRESS_SECONDS="$secs" STRESS_THREADS=3 \
+    "$OUT/bin/stress-asan-static" mixed
+  run fuzz-asan 600 env FUZZ_SEEDS="$seeds" "$OUT/bin/fuzz-asan"
+}
+
+memcheck_progs() { # the programs under valgrind memcheck
+  local secs=$1 seeds=$2 ops=$3 tests=${4:-} TAG=memcheck
+  have_valgrind || { fail "valgrind memcheck" "valgrind not installed"; return; }
+  for p in "${PROGS[@]}"; do build shared "$p" || return; done
+  control "control: memcheck reports a deliberate leak" "definitely lost" \
+    env STRESS_CONTROLS=1 "${VG_MEMCHECK[@]}" "$OUT/bin/stress" control_leak
+  run regress-memcheck 600 env HARNESS_TIMEOUT=120 "${VG_MEMCHECK[@]}" "$OUT/bin/regress"
+  run faults-memcheck 900 env HARNESS_TIMEOUT=300 "${VG_MEMCHECK[@]}" "$OUT/bin/faults" $tests
+  run stress-memcheck 1200 env HARNESS_TIMEOUT=400 STRESS_SECONDS="$secs" STRESS_THREADS=2 \
+    STRESS_SHARED=4 "${VG_MEMCHECK[@]}" "$OUT/bin/stress"
+  run fuzz-memcheck 900 env HARNESS_TIMEOUT=400 FUZZ_SEEDS="$seeds" FUZZ_OPS="$ops" \
+    "${VG_MEMCHECK[@]}" "$OUT/bin/fuzz"
+}
+
+drd_progs() { # the programs under DRD
+  local secs=$1 profiles=$2 TAG=drd
+  have_valgrind || { fail "valgrind DRD" "valgrind not installed"; return; }
+  for p in "${PROGS[@]}"; do build shared "$p" || return; done
+  control "control: DRD reports a deliberate race in program code" \
+    "Conflicting (load|store).*" env STRESS_CONTROLS=1 "${VG_DRD[@]}" \
+    "$OUT/bin/stress" control_race
+  run stress-drd 1800 env HARNESS_TIMEOUT=900 STRESS_SECONDS="$secs" STRESS_THREADS=3 \
+    STRESS_SHARED=4 "${VG_DRD[@]}" "$OUT/bin/stress" $profiles
+  run regress-drd 900 env HARNESS_TIMEOUT=300 "${VG_DRD[@]}" "$OUT/bin/regress"
+}
+
+drd_ctests() { # selected c-tests (threads, close, pool, callbacks) under DRD
+  local t src bin TAG=drd shim=$OUT/bin/drd_shim.so
+  # the shim marks pool packets as library memory (see stress/drd_shim.c)
+  if ! "$CC" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -Iinclude \
+    -shared -fPIC -o "$shim" stress/drd_shim.c -ldl >"$log/build-drd-shim.log" 2>&1; then
+    cat "$log/build-drd-shim.log"; fail "build stress/drd_shim.c"; return
+  fi
+  for t in test_threads test_close test_pool test_callbacks test_signals; do
+    src=c-tests/$t.c
+    bin=$OUT/bin/c-$t
+    if ! "$CC" "${CFLAGS[@]}" -O1 -o "$bin" "$src" -L"$LIB" -lsock -lpthread \
+      -Wl,-rpath,"$LIB" >"$log/build-c-$t.log" 2>&1; then
+      cat "$log/build-c-$t.log"; fail "build c-tests/$t"; continue
+    fi
+    run "c-$t-drd" 1800 env HARNESS_TIMEOUT=900 LD_PRELOAD="$root/$shim" \
+      "${VG_DRD[@]}" "$bin"
+  done
+}
+
+ctests_asan() { # the C harness with ASan/UBSan, shared and static
+  local wrapper=$root/$OUT/asan-cc m
+  # c-tests/run.sh takes a compiler, not flags: a wrapper adds them. With
+  # the instrumentation, gcc's -Wformat-truncation misjudges a bounded
+  # snprintf in test_read_write.c (clean without sanitizers): not an error
+  # here.
+  printf '#!/bin/sh\nexec %s "$@" %s -Wno-error=format-truncation\n' "$CC" "${SAN[*]}" >"$wrapper"
+  chmod +x "$wrapper"
+  for m in shared static; do
+    CC=$wrapper c-tests/run.sh "$m" "$root/$OUT/ctests-asan-$m" >"$log/ctests-asan-$m.out" 2>&1
+    local rc=$? line p f
+    grep -E '^(PASS|FAIL|SKIP) ' "$log/ctests-asan-$m.out" | sed "s/^\(PASS\|FAIL\|SKIP\) /\1 asan-$m: /"
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/ctests-asan-$m.out" | tail -n 1)
+    if [[ -z $line ]]; then
+      tail -n 20 "$log/ctests-asan-$m.out"; fail "c-tests under ASan ($m)" "no summary, status $rc"; continue
+    fi
+    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+    passed=$((passed + p)); failed=$((failed + f))
+  done
+}
+
+ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
+  have_valgrind || { fail "c-tests under valgrind" "valgrind not installed"; return; }
+  VALGRIND=1 c-tests/run.sh shared "$root/$OUT/ctests-valgrind" >"$log/ctests-valgrind.out" 2>&1
+  local rc=$? line p f
+  grep -E '^(PASS|FAIL|SKIP) ' "$log/ctests-valgrind.out" | sed 's/^\(PASS\|FAIL\|SKIP\) /\1 memcheck: /'
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/ctests-valgrind.out" | tail -n 1)
+  if [[ -z $line ]]; then
+    tail -n 20 "$log/ctests-valgrind.out"; fail "c-tests under valgrind" "no summary, status $rc"; return
+  fi
+  p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+mode_quick() {
+  native 5 "1 2 3 4" 3000
+  asan_progs 3 "1 2"
+  memcheck_progs 4 "1" 1500 "peer_reset_tcp_writes signal_flood pool_exhausted_peer_never_reads_force_close file_truncated_while_sendfile hooks_eagain_and_partial_writes_lose_nothing hook_write_failure_closes_once"
+  drd_progs 4 mixed
+}
+mode_stress() {
+  native 30 "$(seq -s ' ' 1 40)" 5000
+  local s
+  for s in 2 3; do
+    STRESS_SEED=$s run "stress-seed$s" 900 env STRESS_SECONDS=30 "$OUT/bin/stress"
+  done
+}
+mode_valgrind() {
+  ctests_valgrind
+  memcheck_progs 20 "1 2 3" 3000
+}
+mode_threads() {
+  drd_progs 15 ""
+  drd_ctests
+}
+mode_asan() {
+  asan_progs 15 "$(seq -s ' ' 1 10)"
+  ctests_asan
+}
+
+case $mode in
+  quick | stress | valgrind | threads | asan) "mode_$mode" ;;
+  all) mode_stress; mode_valgrind; mode_threads; mode_asan ;;
+  *)
+    echo "usage: $0 quick|stress|valgrind|threads|asan|all" >&2
+    exit 2
+    ;;
+esac
+finish
