@@ -476,18 +476,29 @@ TEST(urgent_order_kept_when_flush_hook_has_data_left) {
 }
 
 /* ===========================================================================
- * Bug: a hook that writes to its own connection while that connection is
- * taking a write larger than the free pool deadlocks the writing thread.
+ * Bug: a hook or callback that writes to its own connection while that
+ * connection is taking a write larger than the free pool deadlocks the
+ * writing thread (the inner write waits for the outer one, which waits
+ * for the inner one to return).
  * Spec 4.8: "Callbacks and hooks are called with no library lock held, so
  * they may call the library again."
  * ======================================================================== */
 
+/* What a callback or hook does once, from inside the library: write a
+ * short message (urgent or not) to the connection it was called for. */
 static atomic_int reenter_calls;
+static int reenter_urgent;
+static ssize_t reenter_ret = 99;
+static void reenter_once(intptr_t uuid) {
+  if (atomic_fetch_add(&reenter_calls, 1) == 0)
+    reenter_ret = sock_write2(.fduuid = uuid, .buffer = "<ctl>", .length = 5,
+                              .urgent = (unsigned)reenter_urgent);
+}
 static ssize_t reenter_write_hook(intptr_t uuid, const void *b, size_t n) {
-  if (atomic_fetch_add(&reenter_calls, 1) == 0) /* a control message */
-    sock_write2(.fduuid = uuid, .buffer = "<ctl>", .length = 5, .urgent = 1);
+  reenter_once(uuid);
   return send(sock_uuid2fd(uuid), b, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
+static void reenter_touch(intptr_t uuid) { reenter_once(uuid); }
 
 typedef struct {
   intptr_t uuid;
@@ -505,12 +516,19 @@ static void *hook_writer_main(void *arg) {
   return NULL;
 }
 
-TEST(hook_may_write_to_its_connection_during_a_large_write) {
+/* A 1 MiB write with a 4-packet pool; the hook or callback writes "<ctl>"
+ * from inside it. No deadlock; if the inner write was accepted, "<ctl>"
+ * arrives whole and not inside the 1 MiB. */
+static void reentrant_write_case(int use_hook, int urgent) {
   CHECK_EQ(sock_set_packet_pool_size(4), 0);
+  reenter_urgent = urgent;
   conn_t c;
   REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
   static sock_rw_hook_s hooks = {.write = reenter_write_hook};
-  REQUIRE(sock_rw_hook_set(c.uuid, &hooks) == 0);
+  if (use_hook)
+    REQUIRE(sock_rw_hook_set(c.uuid, &hooks) == 0);
+  else
+    sock_register_touch(reenter_touch);
   size_t n = 1 * MiB;
   uint8_t *src = malloc(n);
   fill_pattern(src, n, 0, 97);
@@ -521,14 +539,25 @@ TEST(hook_may_write_to_its_connection_during_a_large_write) {
   pthread_t th;
   pthread_create(&th, NULL, hook_writer_main, &h);
   CHECK_MSG(wait_flag(&h.done, 8000),
-            "the write that called the hook never returned (the hook's own "
-            "write waits for that write to finish)");
+            "the write that called the %s never returned (its own write "
+            "waits for that write to finish)",
+            use_hook ? "write hook" : "touch callback");
   drain_join(&d);
   if (atomic_load(&h.done)) {
     pthread_join(th, NULL);
     CHECK_EQ(h.ret, 0);
-    CHECK_EQ(d.got, n + 5);
-    CHECK(find(d.store, d.got, "<ctl>", 5) >= 0);
+    CHECK_MSG(reenter_ret == 0 || reenter_ret == -1, "inner write: %zd",
+              reenter_ret);
+    size_t expect = n + (reenter_ret == 0 ? 5 : 0);
+    CHECK_EQ(d.got, expect);
+    long pc = find(d.store, d.got, "<ctl>", 5);
+    if (reenter_ret == 0) {
+      CHECK(pc >= 0);
+      long pa = find(d.store, d.got, src, 64);
+      CHECK_MSG(pc >= 0 && pa >= 0 && (pc < pa || pc >= pa + (long)n),
+                "the message written from inside arrived inside the 1 MiB "
+                "write (at %ld, write at %ld)", pc, pa);
+    }
     sock_force_close(c.uuid);
     free(src);
   } else {
@@ -536,8 +565,19 @@ TEST(hook_may_write_to_its_connection_during_a_large_write) {
      * as it is */
     pthread_detach(th);
   }
+  sock_register_touch(NULL);
   free(d.store);
   close(c.raw);
+}
+
+TEST(hook_may_write_to_its_connection_during_a_large_write) {
+  reentrant_write_case(1, 1); /* urgent: a control message */
+}
+TEST(hook_may_write_normal_data_during_a_large_write) {
+  reentrant_write_case(1, 0);
+}
+TEST(touch_callback_may_write_during_a_large_write) {
+  reentrant_write_case(0, 0);
 }
 
 int main(int argc, char **argv) {
@@ -550,5 +590,7 @@ int main(int argc, char **argv) {
   RUN(urgent_write_does_not_wait_for_the_pool);
   RUN(urgent_order_kept_when_flush_hook_has_data_left);
   RUN(hook_may_write_to_its_connection_during_a_large_write);
+  RUN(hook_may_write_normal_data_during_a_large_write);
+  RUN(touch_callback_may_write_during_a_large_write);
   return HARNESS_END();
 }
