@@ -129,6 +129,10 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
         place_urgent(c);
         return Ok(());
     }
+    if l.conn.streaming_here() {
+        l.conn.after_stream.extend(entries);
+        return Ok(());
+    }
     if let Err(e) = wait_turn(l) {
         return Err((e, entries));
     }
@@ -175,6 +179,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
     let mut rest = &data[took..];
     let mut first = took == 0 && !sent_part;
     let mut pushed = false;
+    let mut peer_failed = false;
     let result = loop {
         if rest.is_empty() {
             break Ok(pushed);
@@ -183,6 +188,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
             Some(p) => p,
             None => {
                 l.conn.streaming = true;
+                l.conn.streaming_by = Some(std::thread::current().id());
                 let (slot, counter, fd) = (l.slot, l.counter, l.fd);
                 // Waiting is pointless once the connection closed, or its
                 // peer reset it (with nothing queued, no flush would notice).
@@ -197,11 +203,11 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
                         if let Some(p) = other {
                             pool::put(p);
                         }
-                        break Err(if l.conn.is(l.counter) {
-                            Errno::ECONNRESET
-                        } else {
-                            Errno::ENODEV
-                        });
+                        // Still open here means its peer failed: it is
+                        // closed below, and the write fails like any write
+                        // whose connection closed meanwhile.
+                        peer_failed = l.conn.is(l.counter);
+                        break Err(Errno::ENODEV);
                     }
                 }
             }
@@ -229,12 +235,17 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
     };
     if l.conn.is(l.counter) && l.conn.streaming {
         l.conn.streaming = false;
-        place_urgent(&mut l.conn);
+        l.conn.streaming_by = None;
+        let c = &mut *l.conn;
+        for e in c.after_stream.drain(..) {
+            c.queue.push(e);
+        }
+        place_urgent(c);
         l.slot.changed.notify_all();
     }
-    if result == Err(Errno::ECONNRESET) {
-        // The peer is gone: close the connection (after the lock is
-        // released, through the usual path).
+    if peer_failed {
+        // The peer is gone: close the connection (callbacks run after the
+        // lock is released, through the usual path).
         let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
         MutexGuard::unlocked(&mut l.conn, || closing.complete());
     }
@@ -361,7 +372,9 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
         None => {
             // SAFETY: the caller guarantees `length` readable bytes.
             let data = unsafe { std::slice::from_raw_parts(o.buffer.cast::<u8>(), length) };
-            if urgent {
+            if urgent || l.conn.streaming_here() {
+                // Urgent data, or a write from inside this thread's own
+                // large write: a heap copy that never waits for the pool.
                 let copy: Box<[u8]> = data.into();
                 Entry::new(
                     Body::Mem {
@@ -370,7 +383,7 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
                         sent: 0,
                     },
                     Owner::Heap(copy),
-                    false,
+                    interruptible,
                 )
             } else {
                 let sent = match send_now(&mut l, data) {

@@ -77,6 +77,12 @@ pub struct Conn {
     /// A write larger than the free pool is being queued in parts; other
     /// writers wait so its bytes stay together.
     pub streaming: bool,
+    /// The thread queuing that large write.
+    pub streaming_by: Option<std::thread::ThreadId>,
+    /// Writes that thread made from inside the large write (from a hook or
+    /// callback), queued after it so they neither wait for it (a deadlock)
+    /// nor land inside it.
+    pub after_stream: VecDeque<Entry>,
     /// Threads inside a system call or hook on this fd without the lock; the
     /// fd is not closed (and so cannot be reused) until they are out.
     pub pins: u32,
@@ -102,9 +108,17 @@ impl Conn {
             hook_pending: false,
             blocked: false,
             streaming: false,
+            streaming_by: None,
+            after_stream: VecDeque::new(),
             pins: 0,
             deferred: Vec::new(),
         }
+    }
+
+    /// True when the calling thread is the one queuing a large write here
+    /// (it is writing again from inside it, through a hook or callback).
+    pub fn streaming_here(&self) -> bool {
+        self.streaming && self.streaming_by == Some(std::thread::current().id())
     }
 
     /// True when this is the live connection of generation `counter`.
@@ -117,6 +131,7 @@ impl Conn {
         !self.queue.is_empty()
             || self.flushing
             || !self.urgent_waiting.is_empty()
+            || !self.after_stream.is_empty()
             || self.hook_pending
     }
 }
@@ -170,8 +185,10 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     c.hook_pending = false;
     c.blocked = false;
     c.streaming = false;
+    c.streaming_by = None;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
     dropped.extend(c.urgent_waiting.drain(..));
+    dropped.extend(c.after_stream.drain(..));
     slot.changed.notify_all();
     let finish = if c.pins > 0 {
         c.deferred.push(closed);
