@@ -42,10 +42,13 @@ build:
 	$(CARGO) build --release
 	@$(MAKE) --no-print-directory header
 	@mkdir -p $(LIBDIR)
-	cp -f target/release/libsock.so $(LIBDIR)/libsock.so.$(VERSION)
+	@# copy, then rename: programs running against the old file keep it
+	cp -f target/release/libsock.so $(LIBDIR)/.libsock.so.new
+	mv -f $(LIBDIR)/.libsock.so.new $(LIBDIR)/libsock.so.$(VERSION)
 	ln -sf libsock.so.$(VERSION) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libsock.so
-	cp -f target/release/libsock.a $(LIBDIR)/libsock.a
+	cp -f target/release/libsock.a $(LIBDIR)/.libsock.a.new
+	mv -f $(LIBDIR)/.libsock.a.new $(LIBDIR)/libsock.a
 
 # Copy the header cbindgen generated (newest build) into include/.
 header:

@@ -121,7 +121,7 @@ TEST(write_returns_zero_in_order) {
   CHECK_EQ(sock_write(c.uuid, "defg", 4), 0);
   CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = "hij", .length = 3), 0);
   for (int i = 0; i < 100; i++) {
-    char m[8];
+    char m[16];
     snprintf(m, sizeof(m), "%03d", i);
     CHECK_EQ(sock_write(c.uuid, m, 3), 0);
   }
@@ -131,7 +131,7 @@ TEST(write_returns_zero_in_order) {
   CHECK_EQ(raw_read_n(c.raw, buf, 310, 5000, NULL), 310);
   CHECK(!memcmp(buf, "abcdefghij", 10));
   for (int i = 0; i < 100; i++) {
-    char m[8];
+    char m[16];
     snprintf(m, sizeof(m), "%03d", i);
     CHECK(!memcmp(buf + 10 + 3 * i, m, 3));
   }

@@ -360,7 +360,9 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count);
  * -1 otherwise, with `errno`: `ENODEV` (invalid UUID, or the connection
  * closed while a large write waited for room), `EINVAL` (NULL buffer, zero
  * length after the `strlen` rule, negative file offset), `EBADF` (`is_fd`
- * with a descriptor that is not open).
+ * with a descriptor that is not open), or the socket's error (`EPIPE`,
+ * `ECONNRESET`, ...) when the write was sent at once and the peer was gone
+ * — the connection is then closed (`reactor_on_close` was called).
  *
  * Data larger than the free part of the packet pool blocks the caller,
  * flushing connections, until all of it is queued; no other write to the
