@@ -458,7 +458,7 @@ for k in "${!STALLS[@]}"; do
   [[ $t -gt 0 ]] && stalled+="$k ($t), "
 done
 if [[ -n $stalled ]]; then
-  notes+=("**Stalls (not a target, a liveness problem): ${stalled%, }.** In these runs the writer's loop, waiting on \`epoll\` (edge-triggered \`EPOLLOUT\`) with output still queued, got no event within 100 ms and had to call \`sock_flush\` on its own: the library kept data queued while the socket was writable (it never answered \`EAGAIN\`), so no writability edge was due. An event loop without such a timer keeps that data until some other event (in \`http_hello\`, the idle timeout). The count is per case, summed over its runs; each stall costs up to 100 ms here.")
+  notes+=("**Stalls (not a target, a liveness problem): ${stalled%, }.** In these runs the writer's loop, waiting on \`epoll\` (edge-triggered \`EPOLLOUT\`) with output still queued, got no event within 100 ms although the socket was writable, and had to call \`sock_flush\` on its own: the library kept data queued without having found the socket full, so no writability edge was due. An event loop without such a timer keeps that data until some other event (in \`http_hello\`, the idle timeout). The count is per case, summed over its runs; each stall costs up to 100 ms here.")
 fi
 
 machine() {
@@ -529,8 +529,9 @@ machine() {
   echo "  that the peer never reads; bytes the kernel took (\`SIOCOUTQ\`, peer's \`FIONREAD\`) are subtracted to get"
   echo "  what the library holds. \`build/bench/mem_raw\` is the same program listening with raw calls, no library."
   echo "  Medians of 3 runs."
-  echo "- stalls: how often a libsock writer, waiting for \`EPOLLOUT\` with output queued, saw none for 100 ms and"
-  echo "  called \`sock_flush\` anyway (the loop's safety net; 0 when the library only queues on a full socket)."
+  echo "- stalls: how often a libsock writer, waiting for \`EPOLLOUT\` with output queued, saw none for 100 ms while"
+  echo "  \`poll\` said the socket was writable, and called \`sock_flush\` anyway (the loop's safety net; 0 when the"
+  echo "  library holds data back only after the kernel refused some)."
   echo
   echo "## All runs"
   echo
