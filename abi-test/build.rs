@@ -120,7 +120,8 @@ fn exported_fns(src: &str) -> Vec<Decl> {
 }
 
 /// The functions declared in the `extern "C"` block of `src/callbacks.rs`
-/// (the callbacks the library calls).
+/// (the callbacks the library calls), less the library's hidden
+/// `sock_default_*` symbols, which are not part of the header.
 fn callback_fns(src: &str) -> Vec<Decl> {
     let mut out = Vec::new();
     let mut inside = false;
@@ -130,7 +131,10 @@ fn callback_fns(src: &str) -> Vec<Decl> {
             inside = true;
         } else if inside && t == "}" {
             inside = false;
-        } else if inside && (t.starts_with("fn ") || t.starts_with("pub fn ")) {
+        } else if inside
+            && (t.starts_with("fn ") || t.starts_with("pub fn "))
+            && !t.contains("fn sock_default_")
+        {
             out.push(Decl::parse(t));
         }
     }

@@ -78,13 +78,25 @@ static void *stream_main(void *arg) {
     } else if (m == M_FILE) {
       char path[] = "/tmp/libsock-faults-XXXXXX";
       int fd = mkstemp(path);
-      if (fd < 0)
+      if (fd < 0) {
+        s->failed_errno = errno ? errno : -1;
         break;
+      }
       unlink(path);
       fill_pattern(buf, n > 256 * KiB ? 256 * KiB : n, s->accepted, s->seed);
       if (n > 256 * KiB)
         n = 256 * KiB;
-      if (write(fd, buf, n) != (ssize_t)n) {
+      /* the signal flood interrupts this program's own writes too */
+      size_t put = 0;
+      while (put < n) {
+        ssize_t w = write(fd, buf + put, n - put);
+        if (w > 0)
+          put += (size_t)w;
+        else if (w < 0 && errno != EINTR)
+          break;
+      }
+      if (put != n) {
+        s->failed_errno = errno ? errno : -1;
         close(fd);
         break;
       }
