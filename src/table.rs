@@ -19,7 +19,7 @@ use crate::types::sock_rw_hook_s;
 use crate::uuid;
 
 /// Slots per chunk.
-pub const CHUNK: usize = 1024;
+pub const CHUNK: usize = 256;
 /// Highest number of fds the table tracks, whatever the process limit.
 pub const MAX_TRACKED: usize = 1 << 24;
 
