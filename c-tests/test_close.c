@@ -609,8 +609,35 @@ TEST(peer_vanishing_releases_blocked_big_write) {
   CHECK_EQ(close_count(c.uuid), 1);
 }
 
+/* sock_is_closing (an extension for transport hooks): 1 only between a
+ * sock_close with data still queued and the close itself. */
+TEST(is_closing_marks_a_pending_graceful_close) {
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
+  CHECK_EQ(sock_is_closing(c.uuid), 0);
+  CHECK_EQ(sock_is_closing(-1), 0);
+  size_t n = 2 * MiB;
+  uint8_t *src = malloc(n);
+  fill_pattern(src, n, 0, 31);
+  CHECK_EQ(sock_write(c.uuid, src, n), 0);
+  CHECK_EQ(sock_is_closing(c.uuid), 0);
+  sock_close(c.uuid); /* the peer reads nothing yet: data stays queued */
+  CHECK_EQ(sock_isvalid(c.uuid), 1);
+  CHECK_EQ(sock_is_closing(c.uuid), 1);
+  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 31,
+               .until_eof = 1};
+  drain_start(&d);
+  CHECK(flush_until_closed(c.uuid, 10000));
+  drain_join(&d);
+  CHECK_EQ(d.got, n);
+  CHECK_EQ(sock_is_closing(c.uuid), 0); /* closed: invalid now */
+  free(src);
+  close(c.raw);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
+  RUN(is_closing_marks_a_pending_graceful_close);
   RUN(close_idle_is_immediate);
   RUN(close_delivers_queued_unix);
   RUN(close_delivers_queued_tcp);

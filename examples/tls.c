@@ -388,6 +388,10 @@ static ssize_t tls_hook_flush(intptr_t uuid) {
   if (!c)
     return -1;
   pthread_mutex_lock(&c->lock);
+  /* A plain sock_close (or end of stream) marks the connection closing:
+   * treat it like tls_close, so close_notify goes out before the fd closes. */
+  if (!c->closing && sock_is_closing(uuid))
+    c->closing = 1;
   if (!failed(c) && !c->closing && !SSL_is_init_finished(c->ssl)) {
     /* Drive the handshake: a client must speak first, and a server
      * with nothing queued still has to answer. */

@@ -443,6 +443,16 @@ ssize_t sock_send_packet(intptr_t uuid, struct sock_packet_s *packet);
 int sock_packets_pending(intptr_t uuid);
 
 /**
+ * Returns 1 when the connection is marked for a graceful close
+ * (`sock_close` was called, or a read met end of stream) and waits for its
+ * queued data to go out; 0 otherwise and for invalid UUIDs.
+ *
+ * An extension for transport hooks: a TLS `flush` hook that sees 1 sends
+ * its close_notify, so a plain `sock_close` ends the session properly.
+ */
+int sock_is_closing(intptr_t uuid);
+
+/**
  * Releases a chain of packets that was never sent: for each packet, closes
  * its fd (`is_fd` without `keep_open`) or frees an `external` buffer (with
  * `dealloc`, or `free`), and returns it to the pool. NULL is a no-op; a

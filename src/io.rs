@@ -772,6 +772,11 @@ pub fn pending(id: isize) -> bool {
     table::lock(id).is_some_and(|l| l.conn.pending())
 }
 
+/// `sock_is_closing`.
+pub fn is_closing(id: isize) -> bool {
+    table::lock(id).is_some_and(|l| l.conn.close_when_done)
+}
+
 /// `sock_rw_hook_get`.
 pub fn hooks_get(id: isize) -> *mut sock_rw_hook_s {
     table::lock(id).map_or(std::ptr::null_mut(), |l| l.conn.hooks)

@@ -5,7 +5,8 @@
  *       through sock_sendfile, pool copies), then close_notify, then the
  *       fd closes: the peer's SSL_read ends with SSL_ERROR_ZERO_RETURN
  *       (SSL_RECEIVED_SHUTDOWN), then the socket reports EOF;
- *   c2: a plain sock_close delivers everything queued too;
+ *   c2: a plain sock_close delivers everything queued and close_notify
+ *       too (the flush hook asks sock_is_closing);
  *   d1: a peer that drops in the middle of a record: sock_read -1 and
  *       exactly one reactor_on_close;
  *   d2: a peer that resets while we stream: sock_read/sock_flush -1,
@@ -286,12 +287,11 @@ static void test_close(int use_tls_close) {
     check("c2 one reactor_on_close, session freed",
           closes_of(uuid) == 1 && finishes_of(uuid) == 1,
           "on_close %d, on_clear %d", closes_of(uuid), finishes_of(uuid));
-    printf("NOTE c2 plain sock_close: peer's SSL_read %d, SSL_get_error %d, "
-           "close_notify %s (the 0.2.2 hooks carry no close signal; "
-           "tls_close sends it)\n",
-           p.last_ret, p.last_err,
-           (p.shutdown_flags & SSL_RECEIVED_SHUTDOWN) ? "received"
-                                                      : "not received");
+    check("c2 then close_notify too (the flush hook asks sock_is_closing)",
+          p.last_ret == 0 && p.last_err == SSL_ERROR_ZERO_RETURN &&
+              (p.shutdown_flags & SSL_RECEIVED_SHUTDOWN),
+          "SSL_read %d, SSL_get_error %d, SSL_get_shutdown 0x%x, reason %lu",
+          p.last_ret, p.last_err, p.shutdown_flags, p.ssl_reason);
   }
 }
 
