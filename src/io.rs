@@ -314,6 +314,43 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
     }
 }
 
+/// The common `sock_write`: bytes the caller keeps. Sent at once when the
+/// socket is idle (see [`send_now`]); the rest is copied into pool packets
+/// and flushed — unless the socket is known full and the bytes only joined
+/// the last packet.
+fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
+    let sent = match send_now(&mut l, data) {
+        Ok(n) => n,
+        Err(e) => {
+            let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
+            drop(l);
+            closing.complete();
+            return Err(e);
+        }
+    };
+    if sent == data.len() {
+        drop(l);
+        callbacks::touch(id);
+        return Ok(());
+    }
+    let opened = copy_in(&mut l, id, &data[sent..], sent > 0);
+    // While the socket is full, try again only once a write opened a new
+    // packet behind at least a full one: one attempt per packet of small
+    // messages, not one per message. (A partly sent write means the socket
+    // is full right now.)
+    let flush_now =
+        sent == 0 && (!l.conn.blocked || (opened == Ok(true) && l.conn.queue.holds_full_packet()));
+    drop(l);
+    if sent > 0 {
+        callbacks::touch(id);
+    }
+    opened?;
+    if flush_now {
+        schedule_flush(id);
+    }
+    Ok(())
+}
+
 /// `sock_write2_fn`.
 pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
     // With `move` or `is_fd`, the buffer or file is ours from here, even when
@@ -340,7 +377,7 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
         drop(owned);
         return Err(Errno::EINVAL);
     }
-    let Some(mut l) = table::lock(o.fduuid) else {
+    let Some(l) = table::lock(o.fduuid) else {
         drop(owned);
         return Err(Errno::ENODEV);
     };
@@ -386,38 +423,7 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
                     interruptible,
                 )
             } else {
-                let sent = match send_now(&mut l, data) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
-                        drop(l);
-                        closing.complete();
-                        return Err(e);
-                    }
-                };
-                if sent == data.len() {
-                    drop(l);
-                    callbacks::touch(o.fduuid);
-                    return Ok(());
-                }
-                let opened = copy_in(&mut l, o.fduuid, &data[sent..], sent > 0);
-                // While the socket is full, try again only once a write
-                // opened a new packet behind at least a full one: one
-                // attempt per packet of small messages, not one per message.
-                let skip_flush =
-                    l.conn.blocked && (opened == Ok(false) || !l.conn.queue.holds_full_packet());
-                if sent > 0 {
-                    drop(l);
-                    callbacks::touch(o.fduuid);
-                    opened?;
-                    return Ok(());
-                }
-                drop(l);
-                opened?;
-                if !skip_flush {
-                    schedule_flush(o.fduuid);
-                }
-                return Ok(());
+                return write_copy(l, o.fduuid, data);
             }
         }
     };
