@@ -1112,6 +1112,10 @@ typedef struct {
   uint8_t *buf; /* frame buffer */
   size_t cap;
   long ok[SEND_KINDS], failed[SEND_KINDS];
+  /* the last send_frame: the connection's reactor_on_close had run when
+   * the library was called (checking a packet out first may flush, and so
+   * complete a graceful close the program asked for) */
+  int closed_at_call;
 } wctx_t;
 
 U void wctx_init(wctx_t *w, int writer, uint64_t seed) {
@@ -1227,6 +1231,8 @@ U int send_frame(wctx_t *w, lconn_t *c, int how, uint32_t len) {
     sock_packet_s *p = sock_checkout_packet();
     if (!p)
       return -2;
+    /* an exhausted pool flushes sockets, which may finish closing this one */
+    was_closed |= atomic_load(&c->closed);
     RL_FRESH(p, sizeof(*p));
     RL_FRESH(p->buffer, BUFFER_PACKET_SIZE);
     uint32_t style = rng_below(&w->rng, 3);
@@ -1252,6 +1258,7 @@ U int send_frame(wctx_t *w, lconn_t *c, int how, uint32_t len) {
   default:
     return -2;
   }
+  w->closed_at_call = was_closed;
   if (r == 0) {
     w->ok[how]++;
     if (was_closed)
