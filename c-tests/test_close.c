@@ -635,6 +635,46 @@ TEST(is_closing_marks_a_pending_graceful_close) {
   close(c.raw);
 }
 
+/* A graceful close of a connection whose peer sent input the program
+ * never read: the kernel answers a close(2) with unread input with a reset,
+ * dropping what it still holds for the peer. The peer must get every byte,
+ * then a clean EOF. */
+static void close_with_unread_input(conn_t *c) {
+  const char req[] = "GET /one HTTP/1.1\r\n\r\nGET /two HTTP/1.1\r\n\r\n";
+  REQUIRE(write(c->raw, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1));
+  REQUIRE(wait_fd(c->lfd, POLLIN, 5000) & POLLIN); /* it has arrived */
+  size_t n = 1 * MiB;
+  uint8_t *src = malloc(n);
+  fill_pattern(src, n, 0, 37);
+  CHECK_EQ(sock_write(c->uuid, src, n), 0);
+  free(src);
+  sock_close(c->uuid);
+  drain_t d = {.fd = c->raw, .expect = n, .check = 1, .seed = 37,
+               .until_eof = 1};
+  drain_start(&d);
+  CHECK(sock_isvalid(c->uuid) == 0 || flush_until_closed(c->uuid, 20000));
+  drain_join(&d);
+  CHECK_MSG(d.got == n, "peer got %zu of %zu bytes (error: %s)", d.got, n,
+            d.err ? strerror(d.err) : "none");
+  CHECK_EQ(d.bad_at, SIZE_MAX);
+  CHECK(d.eof);
+  CHECK_EQ(d.err, 0);
+  CHECK_EQ(close_count(c->uuid), 1);
+  close(c->raw);
+}
+
+TEST(close_with_unread_input_tcp) {
+  conn_t c;
+  REQUIRE(make_tcp_pair_buf(&c, 8192, 8192) == 0);
+  close_with_unread_input(&c);
+}
+
+TEST(close_with_unread_input_unix) {
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
+  close_with_unread_input(&c);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(is_closing_marks_a_pending_graceful_close);
@@ -656,5 +696,7 @@ int main(int argc, char **argv) {
   RUN(read_eof_still_delivers_queued);
   RUN(force_close_releases_blocked_big_write);
   RUN(peer_vanishing_releases_blocked_big_write);
+  RUN(close_with_unread_input_tcp);
+  RUN(close_with_unread_input_unix);
   return HARNESS_END();
 }

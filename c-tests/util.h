@@ -411,6 +411,7 @@ typedef struct {
   size_t got;
   size_t bad_at; /* first mismatching absolute position, SIZE_MAX if none */
   int eof;
+  int err; /* errno when the stream ended in an error (0: EOF or limit) */
   pthread_t th;
 } drain_t;
 
@@ -420,6 +421,7 @@ static void *drain_main(void *arg) {
   d->got = 0;
   d->bad_at = SIZE_MAX;
   d->eof = 0;
+  d->err = 0;
   int64_t last = now_ms();
   for (;;) {
     if (d->expect && d->got >= d->expect && !d->until_eof)
@@ -449,6 +451,7 @@ static void *drain_main(void *arg) {
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK))
       continue;
+    d->err = r < 0 ? errno : 0;
     d->eof = 1;
     break;
   }

@@ -401,7 +401,10 @@ void sock_flush_all(void);
 /**
  * Marks the connection for closing once all queued data is sent, and
  * flushes it. The close happens in a later `sock_flush` if data remains.
- * Invalid UUIDs are ignored.
+ * Before the fd is closed, input the program never read is read and
+ * dropped (up to 1 MiB), so the kernel ends the connection with a FIN
+ * rather than a reset that would discard the last bytes still on their way
+ * to the peer. Invalid UUIDs are ignored.
  */
 void sock_close(intptr_t uuid);
 

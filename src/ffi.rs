@@ -265,7 +265,10 @@ pub extern "C" fn sock_flush_all() {
 
 /// Marks the connection for closing once all queued data is sent, and
 /// flushes it. The close happens in a later `sock_flush` if data remains.
-/// Invalid UUIDs are ignored.
+/// Before the fd is closed, input the program never read is read and
+/// dropped (up to 1 MiB), so the kernel ends the connection with a FIN
+/// rather than a reset that would discard the last bytes still on their way
+/// to the peer. Invalid UUIDs are ignored.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_close(uuid: isize) {
     guard((), || io::close(uuid))

@@ -96,6 +96,30 @@ pub fn shutdown(fd: RawFd) {
     }
 }
 
+/// Reads and drops the input waiting on a socket, without blocking, before
+/// a graceful close: a `close` with unread input makes the kernel reset the
+/// connection, which throws away what it still holds for the peer (the end
+/// of the last response) and hands the peer `ECONNRESET` instead of EOF.
+/// Bounded (1 MiB), so a peer that keeps sending cannot hold the closing
+/// thread; `errno` is left as it was.
+pub fn discard_input(fd: RawFd) {
+    let saved = Errno::last_raw();
+    let mut buf = [0u8; 16 * 1024];
+    let mut rounds = 0;
+    while rounds < 64 {
+        // SAFETY: `buf` is ours and valid for `buf.len()` bytes of writes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        rounds += 1;
+    }
+    Errno::set_raw(saved);
+}
+
 /// `read` into caller memory. Returns the system call's result.
 ///
 /// # Safety

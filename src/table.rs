@@ -26,7 +26,8 @@ pub const MAX_TRACKED: usize = 1 << 24;
 /// How a connection's fd is let go.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum CloseKind {
-    /// Everything was sent: `close`.
+    /// Everything was sent: unread input dropped (see
+    /// [`sys::discard_input`]), then `close`.
     Graceful,
     /// Drop what is queued: `shutdown` + `close`.
     Force,
@@ -41,6 +42,8 @@ pub struct Closed {
     pub uuid: isize,
     pub fd: RawFd,
     pub kind: CloseKind,
+    /// The fd is a socket.
+    pub socket: bool,
     pub hooks: *mut sock_rw_hook_s,
 }
 
@@ -177,6 +180,7 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
         uuid: uuid::encode(fd, c.counter),
         fd,
         kind,
+        socket: c.socket,
         hooks: std::mem::replace(&mut c.hooks, std::ptr::null_mut()),
     };
     c.open = false;
@@ -207,7 +211,12 @@ pub fn finish(c: Closed) {
             sys::shutdown(c.fd);
             sys::close(c.fd);
         }
-        CloseKind::Graceful => sys::close(c.fd),
+        CloseKind::Graceful => {
+            if c.socket {
+                sys::discard_input(c.fd);
+            }
+            sys::close(c.fd);
+        }
         CloseKind::Forget => {}
     }
     if !c.hooks.is_null() {
