@@ -163,19 +163,27 @@ fn send_mem_one(e: &mut Entry, sink: &Sink, t: &mut Transfer) {
         }
         // SAFETY: sent < len: the rest of the entry's buffer.
         let rest = unsafe { std::slice::from_raw_parts(ptr.add(*sent), *len - *sent) };
-        let wrote = sink.write_one(rest);
-        if wrote < 0 {
-            failure(t);
+        let Some(n) = took(sink.write_one(rest), t) else {
             return;
-        }
-        if wrote == 0 {
-            t.blocked = true;
-            return;
-        }
-        *sent += wrote as usize;
-        t.moved += wrote as usize;
+        };
+        *sent += n;
         e.started = true;
     }
+}
+
+/// Accounts for one write through the sink: the bytes it took, or `None`
+/// when it took nothing (the sink is full: blocked) or failed (recorded).
+fn took(wrote: isize, t: &mut Transfer) -> Option<usize> {
+    if wrote < 0 {
+        failure(t);
+        return None;
+    }
+    if wrote == 0 {
+        t.blocked = true;
+        return None;
+    }
+    t.moved += wrote as usize;
+    Some(wrote as usize)
 }
 
 fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
@@ -244,17 +252,10 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
             f.offset += got as libc::off_t;
             f.remaining -= got as u64;
         }
-        let wrote = sink.write_one(&stage.buf[stage.start..stage.end]);
-        if wrote < 0 {
-            failure(t);
+        let Some(n) = took(sink.write_one(&stage.buf[stage.start..stage.end]), t) else {
             return;
-        }
-        if wrote == 0 {
-            t.blocked = true;
-            return;
-        }
-        stage.start += wrote as usize;
-        t.moved += wrote as usize;
+        };
+        stage.start += n;
         if stage.start >= stage.end {
             // Keep the buffer for the next chunk unless the file is done.
             if f.remaining == 0 {
