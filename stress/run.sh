@@ -27,6 +27,7 @@ cd "$(dirname "$0")/.." || exit 2
 root=$PWD
 mode=${1:-quick}
 OUT=${RL_OUT:-build/reliability}
+[[ $OUT == /* ]] || OUT=$OUT # absolute: the programs run from elsewhere too
 CC=${CC:-cc}
 CFLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -Iinclude)
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -59,7 +60,7 @@ soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
 cp -f "$so" "$OUT/lib/.libsock.so.new" && mv -f "$OUT/lib/.libsock.so.new" "$OUT/lib/$soname"
 ln -sf "$soname" "$OUT/lib/libsock.so"
 cp -f build/lib/libsock.a "$OUT/lib/.libsock.a.new" && mv -f "$OUT/lib/.libsock.a.new" "$OUT/lib/libsock.a"
-LIB=$root/$OUT/lib
+LIB=$OUT/lib
 
 # build <variant> <prog>: variant shared | static | asan | asan-static
 build() {
@@ -209,13 +210,13 @@ drd_ctests() { # selected c-tests (threads, close, pool, callbacks) under DRD
       -Wl,-rpath,"$LIB" >"$log/build-c-$t.log" 2>&1; then
       cat "$log/build-c-$t.log"; fail "build c-tests/$t"; continue
     fi
-    run "c-$t-drd" 1800 env HARNESS_TIMEOUT=900 LD_PRELOAD="$root/$shim" \
+    run "c-$t-drd" 1800 env HARNESS_TIMEOUT=900 LD_PRELOAD="$shim" \
       "${VG_DRD[@]}" "$bin"
   done
 }
 
 ctests_asan() { # the C harness with ASan/UBSan, shared and static
-  local wrapper=$root/$OUT/asan-cc m
+  local wrapper=$OUT/asan-cc m
   # c-tests/run.sh takes a compiler, not flags: a wrapper adds them. With
   # the instrumentation, gcc's -Wformat-truncation misjudges a bounded
   # snprintf in test_read_write.c (clean without sanitizers): not an error
@@ -223,7 +224,7 @@ ctests_asan() { # the C harness with ASan/UBSan, shared and static
   printf '#!/bin/sh\nexec %s "$@" %s -Wno-error=format-truncation\n' "$CC" "${SAN[*]}" >"$wrapper"
   chmod +x "$wrapper"
   for m in shared static; do
-    CC=$wrapper c-tests/run.sh "$m" "$root/$OUT/ctests-asan-$m" >"$log/ctests-asan-$m.out" 2>&1
+    CC=$wrapper c-tests/run.sh "$m" "$OUT/ctests-asan-$m" >"$log/ctests-asan-$m.out" 2>&1
     local rc=$? line p f
     grep -E '^(PASS|FAIL|SKIP) ' "$log/ctests-asan-$m.out" | sed "s/^\(PASS\|FAIL\|SKIP\) /\1 asan-$m: /"
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/ctests-asan-$m.out" | tail -n 1)
@@ -237,7 +238,7 @@ ctests_asan() { # the C harness with ASan/UBSan, shared and static
 
 ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
   have_valgrind || { fail "c-tests under valgrind" "valgrind not installed"; return; }
-  VALGRIND=1 c-tests/run.sh shared "$root/$OUT/ctests-valgrind" >"$log/ctests-valgrind.out" 2>&1
+  VALGRIND=1 c-tests/run.sh shared "$OUT/ctests-valgrind" >"$log/ctests-valgrind.out" 2>&1
   local rc=$? line p f
   grep -E '^(PASS|FAIL|SKIP) ' "$log/ctests-valgrind.out" | sed 's/^\(PASS\|FAIL\|SKIP\) /\1 memcheck: /'
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/ctests-valgrind.out" | tail -n 1)
