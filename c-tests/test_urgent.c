@@ -50,15 +50,44 @@ static void collect_and_compare(conn_t *c, const sbuf_t *expect) {
   free(d.store);
 }
 
+/* Compare the stream the peer reads with `ex`, then release everything. */
+static void finish_and_close(conn_t *c, sbuf_t *ex) {
+  collect_and_compare(c, ex);
+  free(ex->data);
+  sock_force_close(c->uuid);
+  close(c->raw);
+}
+
+/* sock_flush, then wait until the peer has bytes: the sending started */
+static void flush_until_started(conn_t *c) {
+  sock_flush(c->uuid);
+  CHECK(wait_fd(c->raw, POLLIN, 5000) & POLLIN);
+}
+
+static void write_urgent(conn_t *c) {
+  CHECK_EQ(sock_write2(.fduuid = c->uuid, .buffer = URG, .length = URG_LEN,
+                       .urgent = 1),
+           0);
+}
+
+/* A normal write queued behind a started unit, then an urgent write: the
+ * urgent bytes must come right after the started unit, before `normal`. */
+static void urgent_overtakes_write(conn_t *c, sbuf_t *ex, const char *normal) {
+  size_t n = strlen(normal);
+  CHECK_EQ(sock_write(c->uuid, normal, n), 0);
+  write_urgent(c);
+  sb_add(ex, URG, URG_LEN);
+  sb_add(ex, normal, n);
+}
+
 /* Queue a big sock_write and make sure its sending has started. */
 static void queue_started_filler(conn_t *c, sbuf_t *ex, size_t n,
                                  uint32_t seed) {
   uint8_t *f = pattern_block(n, seed);
   CHECK_EQ(sock_write(c->uuid, f, n), 0);
-  sock_flush(c->uuid);
   /* the peer has bytes: sending of the filler started, but it cannot be
    * done (the kernel buffers are far smaller than n) */
-  CHECK(wait_fd(c->raw, POLLIN, 5000) & POLLIN);
+  flush_until_started(c);
   CHECK(sock_packets_pending(c->uuid) != 0);
   sb_add(ex, f, n);
   free(f);
@@ -72,33 +101,26 @@ static void urgent_after_writes(conn_t *c) {
     m[i] = pattern_block(20000, 10 + (uint32_t)i);
     CHECK_EQ(sock_write(c->uuid, m[i], 20000), 0);
   }
-  CHECK_EQ(sock_write2(.fduuid = c->uuid, .buffer = URG, .length = URG_LEN,
-                       .urgent = 1),
-           0);
+  write_urgent(c);
   /* expected: filler (started, never split), urgent, then M1..M5 */
   sb_add(&ex, URG, URG_LEN);
   for (int i = 0; i < 5; i++) {
     sb_add(&ex, m[i], 20000);
     free(m[i]);
   }
-  collect_and_compare(c, &ex);
-  free(ex.data);
+  finish_and_close(c, &ex);
 }
 
 TEST(urgent_write2_unix) {
   conn_t c;
   REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
   urgent_after_writes(&c);
-  sock_force_close(c.uuid);
-  close(c.raw);
 }
 
 TEST(urgent_write2_tcp) {
   conn_t c;
   REQUIRE(make_tcp_pair_buf(&c, 4096, 4096) == 0);
   urgent_after_writes(&c);
-  sock_force_close(c.uuid);
-  close(c.raw);
 }
 
 static sock_packet_s *mk_packet(const void *data, size_t n, int can_int) {
@@ -138,12 +160,9 @@ TEST(urgent_packet_before_first_interruptible) {
   sb_add(&ex, URG, URG_LEN);
   for (int i = 3; i < 6; i++)
     sb_add(&ex, n[i], 10000);
-  collect_and_compare(&c, &ex);
   for (int i = 0; i < 6; i++)
     free(n[i]);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_without_interruptible_goes_last) {
@@ -165,10 +184,7 @@ TEST(urgent_without_interruptible_goes_last) {
   u->metadata.urgent = 1;
   CHECK_EQ(sock_send_packet(c.uuid, u), 0);
   sb_add(&ex, URG, URG_LEN);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_never_inside_started_packet) {
@@ -186,24 +202,18 @@ TEST(urgent_never_inside_started_packet) {
   p->length = (ssize_t)big;
   p->metadata.external = 1;
   CHECK_EQ(sock_send_packet(c.uuid, p), 0);
-  sock_flush(c.uuid);
-  CHECK(wait_fd(c.raw, POLLIN, 5000) & POLLIN);
+  flush_until_started(&c);
   sb_add(&ex, b, big);
   free(b);
   uint8_t *n = pattern_block(9000, 40);
   p = mk_packet(n, 9000, 1);
   REQUIRE(p);
   CHECK_EQ(sock_send_packet(c.uuid, p), 0);
-  CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = URG, .length = URG_LEN,
-                       .urgent = 1),
-           0);
+  write_urgent(&c);
   sb_add(&ex, URG, URG_LEN);
   sb_add(&ex, n, 9000);
   free(n);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_after_started_file) {
@@ -214,21 +224,12 @@ TEST(urgent_after_started_file) {
   int fd = make_temp_file(fsz, 5);
   REQUIRE(fd >= 0);
   CHECK_EQ(sock_sendfile(c.uuid, fd, 0, fsz), 0);
-  sock_flush(c.uuid);
-  CHECK(wait_fd(c.raw, POLLIN, 5000) & POLLIN);
+  flush_until_started(&c);
   uint8_t *f = pattern_block(fsz, 5);
   sb_add(&ex, f, fsz);
   free(f);
-  CHECK_EQ(sock_write(c.uuid, "after-file", 10), 0);
-  CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = URG, .length = URG_LEN,
-                       .urgent = 1),
-           0);
-  sb_add(&ex, URG, URG_LEN);
-  sb_add(&ex, "after-file", 10);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  urgent_overtakes_write(&c, &ex, "after-file");
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_after_started_move_write) {
@@ -243,18 +244,9 @@ TEST(urgent_after_started_move_write) {
   CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = b, .length = big,
                        .move = 1),
            0);
-  sock_flush(c.uuid);
-  CHECK(wait_fd(c.raw, POLLIN, 5000) & POLLIN);
-  CHECK_EQ(sock_write(c.uuid, "second-write", 12), 0);
-  CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = URG, .length = URG_LEN,
-                       .urgent = 1),
-           0);
-  sb_add(&ex, URG, URG_LEN);
-  sb_add(&ex, "second-write", 12);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  flush_until_started(&c);
+  urgent_overtakes_write(&c, &ex, "second-write");
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_chain_kept_together) {
@@ -274,26 +266,18 @@ TEST(urgent_chain_kept_together) {
   CHECK_EQ(sock_send_packet(c.uuid, u1), 0);
   sb_add(&ex, "<<U1-U2-U3>>", 12);
   sb_add(&ex, "normal-1normal-2", 16);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_on_idle_connection) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
-  CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = URG, .length = URG_LEN,
-                       .urgent = 1),
-           0);
+  write_urgent(&c);
   CHECK_EQ(sock_write(c.uuid, "normal", 6), 0);
   sbuf_t ex = {0};
   sb_add(&ex, URG, URG_LEN);
   sb_add(&ex, "normal", 6);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  finish_and_close(&c, &ex);
 }
 
 TEST(urgent_with_move) {
@@ -308,10 +292,7 @@ TEST(urgent_with_move) {
            0);
   sb_add(&ex, URG, URG_LEN);
   sb_add(&ex, "queued", 6);
-  collect_and_compare(&c, &ex);
-  free(ex.data);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  finish_and_close(&c, &ex);
 }
 
 int main(int argc, char **argv) {
