@@ -142,9 +142,8 @@ TEST(force_close_pipe_and_listener) {
   CHECK_EQ(raw_expect_eof(p[0], 5000), 1);
   close(p[0]);
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE(srv != -1);
+  intptr_t srv;
+  REQUIRE(lib_tcp_listen(port, &srv) == 0);
   int sfd = sock_uuid2fd(srv);
   sock_force_close(srv);
   CHECK(!fd_is_open(sfd));
@@ -153,14 +152,22 @@ TEST(force_close_pipe_and_listener) {
   CHECK_EQ(sock_accept(srv), -1);
 }
 
-TEST(bob_and_alice) {
+/* A library listener on a free loopback port, and its address for raw
+ * clients to connect to. */
+static int listen_loopback(intptr_t *srv, struct sockaddr_in *sa) {
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE(srv != -1);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)atoi(port))};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (lib_tcp_listen(port, srv) != 0)
+    return -1;
+  *sa = (struct sockaddr_in){.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)atoi(port))};
+  sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return 0;
+}
+
+TEST(bob_and_alice) {
+  intptr_t srv;
+  struct sockaddr_in sa;
+  REQUIRE(listen_loopback(&srv, &sa) == 0);
   /* Bob */
   int bob = socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(connect(bob, (struct sockaddr *)&sa, sizeof(sa)) == 0);
@@ -174,13 +181,7 @@ TEST(bob_and_alice) {
    * only fd number freed is the server side of Bob's connection) */
   REQUIRE(shutdown(bob, SHUT_RDWR) == 0);
   char tmp[8];
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(a, tmp, sizeof(tmp));
-    if (!r)
-      wait_fd(fd, POLLIN, 100);
-  }
+  ssize_t r = read_until_nonzero(a, 5000);
   CHECK_EQ(r, -1);
   CHECK_EQ(sock_isvalid(a), 0);
   CHECK_EQ(close_count(a), 1);
@@ -281,13 +282,9 @@ TEST(sock_open_reused_fd_still_marked_open) {
 }
 
 TEST(accept_reused_fd_still_marked_open) {
-  char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE(srv != -1);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)atoi(port))};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  intptr_t srv;
+  struct sockaddr_in sa;
+  REQUIRE(listen_loopback(&srv, &sa) == 0);
   int cli = socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(cli >= 0);
   int p[2];
@@ -481,14 +478,7 @@ TEST(many_connections_each_closed_once) {
       close(c[i].raw);
       c[i].raw = -1;
       {
-        char b[4];
-        ssize_t r = 0;
-        int64_t end = now_ms() + 5000;
-        while (r == 0 && now_ms() < end) {
-          r = sock_read(c[i].uuid, b, 4);
-          if (!r)
-            wait_fd(c[i].lfd, POLLIN, 50);
-        }
+        ssize_t r = read_until_nonzero(c[i].uuid, 5000);
         CHECK_EQ(r, -1);
       }
       break;
@@ -517,14 +507,7 @@ TEST(read_eof_still_delivers_queued) {
   free(src);
   CHECK(sock_packets_pending(c.uuid) != 0);
   REQUIRE(shutdown(c.raw, SHUT_WR) == 0);
-  char b[8];
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(c.uuid, b, sizeof(b));
-    if (!r)
-      wait_fd(c.lfd, POLLIN, 50);
-  }
+  ssize_t r = read_until_nonzero(c.uuid, 5000);
   CHECK_EQ(r, -1);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 23,
                .until_eof = 1};

@@ -27,14 +27,7 @@ TEST(closes_with_default_callbacks) {
   close(c.raw);
   REQUIRE(make_tcp_pair(&c) == 0);
   close(c.raw);
-  char b[4];
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(c.uuid, b, 4);
-    if (!r)
-      wait_fd(c.lfd, POLLIN, 50);
-  }
+  ssize_t r = read_until_nonzero(c.uuid, 5000);
   CHECK_EQ(r, -1);
   CHECK_EQ(sock_isvalid(c.uuid), 0);
   /* fd reused while marked open */
@@ -48,14 +41,8 @@ TEST(closes_with_default_callbacks) {
 
 TEST(data_with_default_callbacks) {
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE(srv != -1);
-  char host[] = "127.0.0.1";
-  intptr_t cl = sock_connect(host, port);
-  REQUIRE(cl != -1);
-  intptr_t ac = accept_wait(srv, 5000);
-  REQUIRE(ac != -1);
+  intptr_t srv, cl, ac;
+  REQUIRE(lib_tcp_trio(port, &srv, &cl, &ac) == 0);
   size_t n = 5u << 20;
   uint8_t *src = malloc(n), *dst = malloc(n);
   fill_pattern(src, n, 0, 8);

@@ -151,55 +151,15 @@ TEST(xor_read_hook_raw_peer) {
 
 TEST(xor_both_ends_library_tcp) {
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE(srv != -1);
-  char host[] = "127.0.0.1";
-  intptr_t cl = sock_connect(host, port);
-  REQUIRE(cl != -1);
-  intptr_t ac = accept_wait(srv, 5000);
-  REQUIRE(ac != -1);
+  intptr_t srv, cl, ac;
+  REQUIRE(lib_tcp_trio(port, &srv, &cl, &ac) == 0);
   REQUIRE(wait_connected(cl, 5000) == 0);
   reset_pos(sock_uuid2fd(cl));
   reset_pos(sock_uuid2fd(ac));
   CHECK_EQ(sock_rw_hook_set(cl, &xor_hooks), 0);
   CHECK_EQ(sock_rw_hook_set(ac, &xor_hooks), 0);
-  size_t n = 1 * MiB;
-  uint8_t *a = malloc(n), *b = malloc(n), *ra = malloc(n), *rb = malloc(n);
-  fill_pattern(a, n, 0, 53);
-  fill_pattern(b, n, 0, 54);
-  CHECK_EQ(sock_write(cl, a, n), 0);
-  CHECK_EQ(sock_write(ac, b, n), 0);
-  size_t ga = 0, gb = 0;
-  int64_t end = now_ms() + 20000;
-  while ((ga < n || gb < n) && now_ms() < end) {
-    sock_flush(cl);
-    sock_flush(ac);
-    ssize_t k1 = sock_read(ac, ra + ga, n - ga);
-    if (k1 > 0)
-      ga += (size_t)k1;
-    ssize_t k2 = sock_read(cl, rb + gb, n - gb);
-    if (k2 > 0)
-      gb += (size_t)k2;
-    if (k1 < 0 || k2 < 0)
-      break;
-    if (k1 == 0 && k2 == 0) {
-      struct pollfd p[2] = {{.fd = sock_uuid2fd(ac), .events = POLLIN},
-                            {.fd = sock_uuid2fd(cl), .events = POLLIN}};
-      poll(p, 2, 5);
-    }
-  }
-  CHECK_EQ(ga, n);
-  CHECK_EQ(gb, n);
-  CHECK(!memcmp(a, ra, n));
-  CHECK(!memcmp(b, rb, n));
-  sock_force_close(cl);
-  sock_force_close(ac);
-  sock_force_close(srv);
-  free(a);
-  free(b);
-  free(ra);
-  free(rb);
+  exchange_both_ways(cl, ac, 1 * MiB, 53, 54);
+  lib_tcp_trio_close(srv, cl, ac);
 }
 
 static void file_through_hook(conn_t *c, size_t fsz, off_t off, size_t len,
@@ -410,14 +370,7 @@ TEST(on_clear_once_per_close_kind) {
   reset_pos(c.lfd);
   CHECK_EQ(sock_rw_hook_set(c.uuid, &xor_hooks), 0);
   close(c.raw);
-  char b[4];
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(c.uuid, b, 4);
-    if (!r)
-      wait_fd(c.lfd, POLLIN, 50);
-  }
+  ssize_t r = read_until_nonzero(c.uuid, 5000);
   CHECK_EQ(r, -1);
   CHECK_EQ(clear_count_of(c.uuid), 1);
   /* fd reused through sock_open while still marked open */

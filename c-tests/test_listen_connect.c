@@ -181,9 +181,8 @@ TEST(accept_many_backlog) {
   }
   int n = somax > 200 ? 150 : somax / 2;
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE_NE(srv, -1);
+  intptr_t srv;
+  REQUIRE(lib_tcp_listen(port, &srv) == 0);
   intptr_t *cl = calloc((size_t)n, sizeof(*cl));
   char host[] = "127.0.0.1";
   for (int i = 0; i < n; i++) {
@@ -215,9 +214,8 @@ TEST(accept_many_backlog) {
 
 TEST(listen_port_in_use) {
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE_NE(srv, -1);
+  intptr_t srv;
+  REQUIRE(lib_tcp_listen(port, &srv) == 0);
   errno = 0;
   intptr_t srv2 = sock_listen("127.0.0.1", port);
   CHECK_EQ(srv2, -1);
@@ -234,25 +232,12 @@ TEST(listen_port_in_use) {
 
 TEST(listen_reuseaddr_after_time_wait) {
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE_NE(srv, -1);
-  char host[] = "127.0.0.1";
-  intptr_t c = sock_connect(host, port);
-  REQUIRE_NE(c, -1);
-  intptr_t a = accept_wait(srv, 5000);
-  REQUIRE_NE(a, -1);
+  intptr_t srv, c, a;
+  REQUIRE(lib_tcp_trio(port, &srv, &c, &a) == 0);
   REQUIRE(wait_connected(c, 5000) == 0);
   /* server side closes first: its port goes into TIME_WAIT */
   sock_close(a);
-  char b;
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(c, &b, 1);
-    if (!r)
-      wait_fd(sock_uuid2fd(c), POLLIN, 100);
-  }
+  ssize_t r = read_until_nonzero(c, 5000);
   CHECK_EQ(r, -1); /* client saw end of stream and closed */
   CHECK_EQ(sock_isvalid(c), 0);
   sock_close(srv);
@@ -297,14 +282,8 @@ TEST(unix_connect_missing_path) {
 TEST(client_server_many_messages) {
   /* 2000 small request/response rounds over loopback through the library */
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE_NE(srv, -1);
-  char host[] = "127.0.0.1";
-  intptr_t c = sock_connect(host, port);
-  REQUIRE_NE(c, -1);
-  intptr_t a = accept_wait(srv, 5000);
-  REQUIRE_NE(a, -1);
+  intptr_t srv, c, a;
+  REQUIRE(lib_tcp_trio(port, &srv, &c, &a) == 0);
   for (int i = 0; i < 2000 && !TEST_FAILED(); i++) {
     char q[32], r[32];
     int n = snprintf(q, sizeof(q), "req-%06d", i);
@@ -318,18 +297,15 @@ TEST(client_server_many_messages) {
     CHECK_EQ(lib_read_n(c, q, (size_t)n, 5000), n);
     CHECK_EQ(q[0], 'R');
   }
-  sock_force_close(c);
-  sock_force_close(a);
-  sock_force_close(srv);
+  lib_tcp_trio_close(srv, c, a);
 }
 
 TEST(write_before_connect_completes) {
   /* sock_connect returns at once; data written immediately is sent when
    * the connection completes */
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE_NE(srv, -1);
+  intptr_t srv;
+  REQUIRE(lib_tcp_listen(port, &srv) == 0);
   char host[] = "127.0.0.1";
   intptr_t c = sock_connect(host, port);
   REQUIRE_NE(c, -1);
@@ -340,9 +316,7 @@ TEST(write_before_connect_completes) {
   char b[16] = {0};
   CHECK_EQ(lib_read_n(a, b, 10, 5000), 10);
   CHECK(!memcmp(b, "early bird", 10));
-  sock_force_close(c);
-  sock_force_close(a);
-  sock_force_close(srv);
+  lib_tcp_trio_close(srv, c, a);
 }
 
 TEST(sock_open_raw_listener) {

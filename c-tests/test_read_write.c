@@ -34,13 +34,7 @@ static void eof_case(conn_t *c) {
   CHECK_EQ(lib_read_n(c->uuid, buf, 10, 5000), 10);
   CHECK(!memcmp(buf, "last words", 10));
   CHECK_EQ(close_count(c->uuid), 0);
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(c->uuid, buf, sizeof(buf));
-    if (r == 0)
-      wait_fd(c->lfd, POLLIN, 100);
-  }
+  ssize_t r = read_until_nonzero(c->uuid, 5000);
   CHECK_EQ(r, -1);
   CHECK_EQ(sock_isvalid(c->uuid), 0);
   CHECK_EQ(close_count(c->uuid), 1);
@@ -432,50 +426,12 @@ TEST(read_count_zero_and_small) {
 
 TEST(bidirectional_tcp_library_both_ends) {
   char port[16];
-  REQUIRE(free_port(AF_INET, port) == 0);
-  intptr_t srv = sock_listen("127.0.0.1", port);
-  REQUIRE_NE(srv, -1);
-  char host[] = "127.0.0.1";
-  intptr_t cl = sock_connect(host, port);
-  REQUIRE_NE(cl, -1);
-  intptr_t ac = accept_wait(srv, 5000);
-  REQUIRE_NE(ac, -1);
+  intptr_t srv, cl, ac;
+  REQUIRE(lib_tcp_trio(port, &srv, &cl, &ac) == 0);
   REQUIRE(wait_connected(cl, 5000) == 0);
-  size_t n = 3 << 20;
-  uint8_t *a = malloc(n), *b = malloc(n), *ra = malloc(n), *rb = malloc(n);
-  fill_pattern(a, n, 0, 1);
-  fill_pattern(b, n, 0, 2);
   /* both write 3 MiB at once, both read while flushing */
-  CHECK_EQ(sock_write(cl, a, n), 0);
-  CHECK_EQ(sock_write(ac, b, n), 0);
-  size_t ga = 0, gb = 0;
-  int64_t end = now_ms() + 20000;
-  while ((ga < n || gb < n) && now_ms() < end) {
-    sock_flush(cl);
-    sock_flush(ac);
-    ssize_t k = sock_read(ac, ra + ga, n - ga);
-    if (k > 0)
-      ga += (size_t)k;
-    k = sock_read(cl, rb + gb, n - gb);
-    if (k > 0)
-      gb += (size_t)k;
-    if (k <= 0) {
-      struct pollfd p[2] = {{.fd = sock_uuid2fd(ac), .events = POLLIN},
-                            {.fd = sock_uuid2fd(cl), .events = POLLIN}};
-      poll(p, 2, 5);
-    }
-  }
-  CHECK_EQ(ga, n);
-  CHECK_EQ(gb, n);
-  CHECK(!memcmp(a, ra, n));
-  CHECK(!memcmp(b, rb, n));
-  sock_force_close(cl);
-  sock_force_close(ac);
-  sock_force_close(srv);
-  free(a);
-  free(b);
-  free(ra);
-  free(rb);
+  exchange_both_ways(cl, ac, 3 << 20, 1, 2);
+  lib_tcp_trio_close(srv, cl, ac);
 }
 
 int main(int argc, char **argv) {

@@ -166,13 +166,7 @@ TEST(sock_open_socketpair) {
   sock_close(a);
   CHECK_EQ(sock_isvalid(a), 0);
   /* b sees end of stream: -1 and closed */
-  ssize_t r = 0;
-  int64_t end = now_ms() + 5000;
-  while (r == 0 && now_ms() < end) {
-    r = sock_read(b, buf, sizeof(buf));
-    if (r == 0)
-      wait_fd(sv[1], POLLIN, 100);
-  }
+  ssize_t r = read_until_nonzero(b, 5000);
   CHECK_EQ(r, -1);
   CHECK_EQ(sock_isvalid(b), 0);
   CHECK_EQ(close_count(a), 1);

@@ -369,6 +369,115 @@ U int flush_until_closed(intptr_t uuid, int ms) {
   return 0;
 }
 
+/* Like REQUIRE, for setup helpers that return int: reports the condition
+ * that failed and returns -1, so the test can REQUIRE(helper(...) == 0). */
+#define SETUP_REQUIRE(cond)                                                    \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      h_fail_at(__FILE__, __LINE__, "REQUIRE(%s) failed (errno=%d %s)", #cond, \
+                errno, strerror(errno));                                       \
+      return -1;                                                               \
+    }                                                                          \
+  } while (0)
+
+/* A library listener on a free IPv4 loopback port (port[] receives it). */
+U int lib_tcp_listen(char port[16], intptr_t *srv) {
+  SETUP_REQUIRE(free_port(AF_INET, port) == 0);
+  *srv = sock_listen("127.0.0.1", port);
+  SETUP_REQUIRE(*srv != -1);
+  return 0;
+}
+
+/* Both ends through the library over IPv4 loopback: a listener on a free
+ * port, a sock_connect client and the connection the listener accepted.
+ * The client may still be connecting (see wait_connected). */
+U int lib_tcp_trio(char port[16], intptr_t *srv, intptr_t *cli,
+                   intptr_t *acc) {
+  if (lib_tcp_listen(port, srv) != 0)
+    return -1;
+  char host[] = "127.0.0.1";
+  *cli = sock_connect(host, port);
+  SETUP_REQUIRE(*cli != -1);
+  *acc = accept_wait(*srv, 5000);
+  SETUP_REQUIRE(*acc != -1);
+  return 0;
+}
+
+U void lib_tcp_trio_close(intptr_t srv, intptr_t cli, intptr_t acc) {
+  sock_force_close(cli);
+  sock_force_close(acc);
+  sock_force_close(srv);
+}
+
+/* Both library ends write n pattern bytes at once (seeds sa for cl, sb for
+ * ac) and both read while flushing; each must receive exactly what the
+ * other wrote. */
+U void exchange_both_ways(intptr_t cl, intptr_t ac, size_t n, uint32_t sa,
+                          uint32_t sb) {
+  uint8_t *a = malloc(n), *b = malloc(n), *ra = malloc(n), *rb = malloc(n);
+  fill_pattern(a, n, 0, sa);
+  fill_pattern(b, n, 0, sb);
+  CHECK_EQ(sock_write(cl, a, n), 0);
+  CHECK_EQ(sock_write(ac, b, n), 0);
+  size_t ga = 0, gb = 0;
+  int64_t end = now_ms() + 20000;
+  while ((ga < n || gb < n) && now_ms() < end) {
+    sock_flush(cl);
+    sock_flush(ac);
+    ssize_t k1 = sock_read(ac, ra + ga, n - ga);
+    if (k1 > 0)
+      ga += (size_t)k1;
+    ssize_t k2 = sock_read(cl, rb + gb, n - gb);
+    if (k2 > 0)
+      gb += (size_t)k2;
+    if (k1 < 0 || k2 < 0)
+      break;
+    if (k1 == 0 && k2 == 0) {
+      struct pollfd p[2] = {{.fd = sock_uuid2fd(ac), .events = POLLIN},
+                            {.fd = sock_uuid2fd(cl), .events = POLLIN}};
+      poll(p, 2, 5);
+    }
+  }
+  CHECK_EQ(ga, n);
+  CHECK_EQ(gb, n);
+  CHECK(!memcmp(a, ra, n));
+  CHECK(!memcmp(b, rb, n));
+  free(a);
+  free(b);
+  free(ra);
+  free(rb);
+}
+
+/* sock_read until it returns something other than 0 (data, or -1 once the
+ * connection ended and was closed) or ms pass. Returns the last result (0 on
+ * timeout); bytes read are discarded. */
+U ssize_t read_until_nonzero(intptr_t uuid, int ms) {
+  char b[64];
+  int fd = sock_uuid2fd(uuid);
+  ssize_t r = 0;
+  int64_t end = now_ms() + ms;
+  while (r == 0 && now_ms() < end) {
+    r = sock_read(uuid, b, sizeof(b));
+    if (!r)
+      wait_fd(fd, POLLIN, 50);
+  }
+  return r;
+}
+
+/* sock_flush_strong, then the raw peer must read exactly these n bytes. */
+U void flush_expect_raw(conn_t *c, const char *expect, size_t n) {
+  char b[256];
+  REQUIRE(n <= sizeof(b));
+  sock_flush_strong(c->uuid);
+  CHECK_EQ(raw_read_n(c->raw, b, n, 5000, NULL), n);
+  CHECK(!memcmp(b, expect, n));
+}
+
+U void conn_force_close(conn_t *c) {
+  sock_force_close(c->uuid);
+  close(c->raw);
+}
+
 /* ---- temp files ---------------------------------------------------------*/
 
 /* Create an unlinked temp file of `size` pattern bytes (seed). Returns fd. */
