@@ -310,8 +310,7 @@ TEST(accept_on_non_listener) {
   sock_force_close(pu);
   close(p[1]);
   CHECK_EQ(sock_accept(live.uuid), -1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   live_check();
 }
 

@@ -125,8 +125,7 @@ TEST(async_run_task_queue_delivers) {
   CHECK(!memcmp(d.store + n + 50, "done!", 5));
   free(src);
   free(d.store);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(deferred_flush_after_fd_reuse_is_harmless) {
@@ -141,8 +140,7 @@ TEST(deferred_flush_after_fd_reuse_is_harmless) {
     CHECK_EQ(sock_write(a.uuid, src, n / 20), 0);
   free(src);
   int fd = a.lfd;
-  sock_force_close(a.uuid);
-  close(a.raw);
+  conn_force_close(&a);
   /* B gets the same fd number */
   int sv[2];
   REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
@@ -200,8 +198,7 @@ TEST(registered_pointers_take_precedence) {
   sock_flush_strong(c.uuid);
   char b[3];
   CHECK_EQ(raw_read_n(c.raw, b, 3, 5000, NULL), 3);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   CHECK_EQ(atomic_load(&reg_close), 1);
   CHECK_EQ(atomic_load(&reg_remove), 1);
   CHECK_GT(atomic_load(&reg_touch), 0);
@@ -220,8 +217,7 @@ TEST(registered_pointers_take_precedence) {
   sock_flush_strong(c.uuid);
   char b4[4];
   CHECK_EQ(raw_read_n(c.raw, b4, 4, 5000, NULL), 4);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   CHECK_EQ(close_count(c.uuid), 1);
   CHECK_EQ(remove_count(c.uuid), 1);
   CHECK_GT(touch_count(c.uuid), 0);

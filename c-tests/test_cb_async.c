@@ -68,8 +68,7 @@ TEST(flush_is_handed_to_the_task_queue) {
   CHECK_EQ(raw_read_n(c.raw, buf, 8, 2000, NULL), 8);
   CHECK(memcmp(buf, "deferred", 8) == 0);
   CHECK(!sock_packets_pending(c.uuid));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(declined_task_means_inline_flush) {
@@ -82,8 +81,7 @@ TEST(declined_task_means_inline_flush) {
   /* already in the socket when sock_write returned */
   CHECK_EQ(raw_read_avail(c.raw, buf, sizeof buf), 6);
   CHECK_EQ(run_tasks(), 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(deferred_flush_of_closed_connection_is_noop) {
@@ -92,8 +90,7 @@ TEST(deferred_flush_of_closed_connection_is_noop) {
   REQUIRE(make_unix_pair(&old) == 0);
   int fd = old.lfd;
   CHECK_EQ(sock_write(old.uuid, "for-bob", 7), 0);
-  sock_force_close(old.uuid);
-  close(old.raw);
+  conn_force_close(&old);
   /* a new connection on the same fd number, with data of its own queued */
   conn_t alice;
   REQUIRE(make_unix_pair(&alice) == 0);
@@ -107,8 +104,7 @@ TEST(deferred_flush_of_closed_connection_is_noop) {
   CHECK(memcmp(buf, "alice", 5) == 0);
   CHECK_EQ(raw_read_avail(alice.raw, buf, sizeof buf), 0); /* nothing of bob's */
   CHECK_EQ(sock_isvalid(alice.uuid), 1);
-  sock_force_close(alice.uuid);
-  close(alice.raw);
+  conn_force_close(&alice);
 }
 
 static void flush_task(void *arg) { sock_flush((intptr_t)arg); }
@@ -156,8 +152,7 @@ TEST(worker_thread_flushes_everything) {
   pthread_cond_broadcast(&qcond);
   pthread_mutex_unlock(&qlock);
   pthread_join(th, NULL);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 int main(int argc, char **argv) {

@@ -47,8 +47,7 @@ TEST(defaults_serve_the_rest) {
   char buf[8] = {0};
   CHECK_EQ(raw_read_n(c.raw, buf, 5, 2000, NULL), 5);
   CHECK(memcmp(buf, "hello", 5) == 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(registered_pointer_wins_and_resets) {
@@ -98,8 +97,7 @@ TEST(registration_is_thread_safe) {
     conn_t c;
     if (make_unix_pair(&c) != 0)
       break;
-    sock_force_close(c.uuid);
-    close(c.raw);
+    conn_force_close(&c);
     closed++;
   }
   atomic_store(&toggling, 0);

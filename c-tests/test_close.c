@@ -351,8 +351,7 @@ TEST(on_close_may_reenter_library) {
   char buf[64] = {0};
   CHECK_EQ(raw_read_n(other.raw, buf, (size_t)n, 5000, NULL), n);
   CHECK(!memcmp(buf, expect, (size_t)n));
-  sock_force_close(other.uuid);
-  close(other.raw);
+  conn_force_close(&other);
   close(c1.raw);
   close(c2.raw);
 }
@@ -439,8 +438,7 @@ TEST(close_invalid_uuids_no_effect) {
   sock_flush_strong(c.uuid);
   char b[5];
   CHECK_EQ(raw_read_n(c.raw, b, 5, 5000, NULL), 5);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(close_pending_then_peer_vanishes) {

@@ -51,16 +51,14 @@ TEST(sendfile_whole_file_tcp) {
   REQUIRE(make_tcp_pair(&c) == 0);
   send_window(&c, FILE_SIZE, 0, FILE_SIZE, FILE_SIZE, 0);
   CHECK_EQ(sock_isvalid(c.uuid), 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_whole_file_unix) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   send_window(&c, FILE_SIZE, 0, FILE_SIZE, FILE_SIZE, 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_to_pipe) {
@@ -70,8 +68,7 @@ TEST(sendfile_to_pipe) {
   conn_t c = {.uuid = sock_open(p[1]), .lfd = p[1], .raw = p[0]};
   REQUIRE(c.uuid != -1);
   send_window(&c, 500000, 0, 500000, 500000, 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_window) {
@@ -80,8 +77,7 @@ TEST(sendfile_window) {
   send_window(&c, FILE_SIZE, 1000, 50000, 50000, 0);
   send_window(&c, FILE_SIZE, 65537, 1, 1, 0);
   send_window(&c, FILE_SIZE, 1 << 20, 1 << 20, 1 << 20, 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_length_beyond_eof) {
@@ -89,8 +85,7 @@ TEST(sendfile_length_beyond_eof) {
   REQUIRE(make_unix_pair(&c) == 0);
   send_window(&c, FILE_SIZE, (off_t)FILE_SIZE - 100, 1000000, 100, 0);
   send_window(&c, 20000, 0, 10 * 1000 * 1000, 20000, 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_offset_at_or_beyond_eof) {
@@ -100,8 +95,7 @@ TEST(sendfile_offset_at_or_beyond_eof) {
   send_window(&c, 5000, 5000, 100, 0, 0);
   send_window(&c, 5000, 6000, 100, 0, 0);
   CHECK_EQ(sock_isvalid(c.uuid), 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(write2_is_fd) {
@@ -109,8 +103,7 @@ TEST(write2_is_fd) {
   REQUIRE(make_tcp_pair(&c) == 0);
   send_window(&c, FILE_SIZE, 0, FILE_SIZE, FILE_SIZE, 1);
   send_window(&c, FILE_SIZE, 777, 300000, 300000, 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_between_writes_order) {
@@ -138,8 +131,7 @@ TEST(sendfile_between_writes_order) {
   CHECK_EQ(check_pattern(d.store + 100002, 70000, 0, 8), 70000);
   CHECK_EQ(d.store[170002], 'C');
   free(d.store);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(big_file_concurrent_reader) {
@@ -158,8 +150,7 @@ TEST(big_file_concurrent_reader) {
   CHECK_EQ(d.got, n);
   CHECK_EQ(d.bad_at, SIZE_MAX);
   check_file_closed(fd, &st);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_invalid_uuid) {
@@ -186,8 +177,7 @@ TEST(sendfile_invalid_uuid) {
   CHECK_EQ(errno, EINVAL);
   CHECK(!fd_is_open(fd));
   CHECK_EQ(sock_isvalid(c.uuid), 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_closes_after_close_request) {

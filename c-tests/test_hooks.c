@@ -83,9 +83,7 @@ TEST(hook_get_set) {
   /* cleared: plain data again */
   CHECK_EQ(sock_write(c.uuid, "plain", 5), 0);
   sock_flush_strong(c.uuid);
-  char b[5];
-  CHECK_EQ(raw_read_n(c.raw, b, 5, 5000, NULL), 5);
-  CHECK(!memcmp(b, "plain", 5));
+  expect_raw_bytes(&c, "plain", 5);
   /* invalid uuids */
   CHECK_EQ(sock_rw_hook_set(-1, &xor_hooks), -1);
   CHECK_EQ(sock_rw_hook_set(((intptr_t)1 << 32) | 0x7fffffff, &xor_hooks), -1);
@@ -120,8 +118,7 @@ TEST(xor_write_hook_raw_peer) {
   CHECK(!memcmp(d.store, src, n));
   free(src);
   free(d.store);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(xor_read_hook_raw_peer) {
@@ -145,8 +142,7 @@ TEST(xor_read_hook_raw_peer) {
   free(src);
   free(wire);
   free(got);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(xor_both_ends_library_tcp) {
@@ -207,28 +203,24 @@ TEST(sendfile_through_write_hook) {
   conn_t c;
   REQUIRE(make_tcp_pair(&c) == 0);
   file_through_hook(&c, 1 * MiB + 77, 0, 1 * MiB + 77, 1 * MiB + 77, 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(sendfile_window_through_write_hook) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   file_through_hook(&c, 200000, 12345, 50000, 50000, 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   REQUIRE(make_unix_pair(&c) == 0);
   file_through_hook(&c, 200000, 150000, 1000000, 50000, 0); /* to EOF */
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(fd_packet_keep_open_through_write_hook) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   file_through_hook(&c, 100000, 100, 60000, 60000, 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 /* --- a hook that buffers internally (like TLS records) ------------------ */
@@ -340,11 +332,8 @@ TEST(flush_strong_includes_hook_buffer) {
   sock_flush_strong(c.uuid);
   CHECK_EQ(sock_packets_pending(c.uuid), 0);
   CHECK_EQ(bh.len, 0);
-  char b[20];
-  CHECK_EQ(raw_read_n(c.raw, b, 20, 5000, NULL), 20);
-  CHECK(!memcmp(b, "twenty bytes payload", 20));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  expect_raw_bytes(&c, "twenty bytes payload", 20);
+  conn_force_close(&c);
 }
 
 TEST(on_clear_once_per_close_kind) {
@@ -438,8 +427,7 @@ TEST(read_hook_nothing_yet) {
   CHECK_EQ(sock_isvalid(c.uuid), 1);
   CHECK_EQ(sock_read(c.uuid, b, sizeof(b)), 4);
   CHECK(!memcmp(b, "data", 4));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 static ssize_t eof_read(intptr_t uuid, void *buf, size_t count) {
@@ -490,10 +478,9 @@ TEST(hook_null_members_fall_back) {
   CHECK_EQ(sock_rw_hook_set(c.uuid, &h), 0);
   CHECK_EQ(sock_write(c.uuid, "sys", 3), 0);
   sock_flush_strong(c.uuid);
-  char b[4];
-  CHECK_EQ(raw_read_n(c.raw, b, 3, 5000, NULL), 3);
-  CHECK(!memcmp(b, "sys", 3));
+  expect_raw_bytes(&c, "sys", 3);
   REQUIRE(raw_write_all(c.raw, "call", 4, 5000) == 0);
+  char b[4];
   CHECK_EQ(lib_read_n(c.uuid, b, 4, 5000), 4);
   CHECK(!memcmp(b, "call", 4));
   /* files too (no write hook: sendfile path is allowed) */

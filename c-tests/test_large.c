@@ -99,8 +99,7 @@ TEST(many_writes_exceeding_pool) {
   CHECK_EQ(d.got, n);
   CHECK_MSG(d.bad_at == SIZE_MAX, "first wrong byte at %zu", d.bad_at);
   free(src);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(concurrent_big_writes_separate_connections) {
@@ -170,8 +169,7 @@ TEST(move_big_buffer) {
   drain_join(&d);
   CHECK_EQ(d.got, n);
   CHECK_EQ(d.bad_at, SIZE_MAX);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 int main(int argc, char **argv) {

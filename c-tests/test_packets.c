@@ -109,11 +109,8 @@ TEST(send_pool_packet) {
   p->length = 5;
   CHECK_EQ(sock_send_packet(c.uuid, p), 0);
   sock_flush_strong(c.uuid);
-  char b[8];
-  CHECK_EQ(raw_read_n(c.raw, b, 5, 5000, NULL), 5);
-  CHECK(!memcmp(b, "short", 5));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  expect_raw_bytes(&c, "short", 5);
+  conn_force_close(&c);
 }
 
 TEST(external_buffer_custom_dealloc) {
@@ -138,8 +135,7 @@ TEST(external_buffer_custom_dealloc) {
   wait_dealloc(1, c.uuid);
   CHECK_EQ(atomic_load(&dealloc_calls), 1);
   CHECK_EQ(dealloc_count_of(ext), 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   CHECK_EQ(atomic_load(&dealloc_calls), 1);
 }
 
@@ -162,8 +158,7 @@ TEST(external_buffer_default_free) {
   drain_join(&d);
   CHECK_EQ(d.got, n);
   CHECK_EQ(d.bad_at, SIZE_MAX);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 static const char static_msg[] = "static memory, never freed";
@@ -198,8 +193,7 @@ TEST(compound_literal_static_buffer) {
   }
   for (int i = 0; i < N; i++)
     sock_free_packet(q[i]);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(compound_literal_urgent_ws_frame) {
@@ -215,8 +209,7 @@ TEST(compound_literal_urgent_ws_frame) {
   CHECK_EQ(raw_read_n(c.raw, b, 2, 5000, NULL), 2);
   CHECK_EQ(b[0], 0x89);
   CHECK_EQ(b[1], 0x00);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(packet_chain_mixed) {
@@ -280,8 +273,7 @@ TEST(packet_chain_mixed) {
   CHECK_EQ(dealloc_count_of(ext), 1);
   CHECK(!fd_is_same_file(fd, &st)); /* is_fd without keep_open: closed */
   free(d.store);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   CHECK_EQ(atomic_load(&dealloc_calls), 1);
 }
 
@@ -346,8 +338,7 @@ TEST(is_fd_packet_closes_without_keep_open) {
   CHECK_EQ(d.got, 30000);
   CHECK_EQ(d.bad_at, SIZE_MAX);
   CHECK(!fd_is_same_file(fd, &st));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(free_packet_unsent_chain) {
@@ -524,11 +515,8 @@ TEST(send_packet_null) {
   CHECK_EQ(sock_isvalid(c.uuid), 1);
   CHECK_EQ(sock_write(c.uuid, "ok", 2), 0);
   sock_flush_strong(c.uuid);
-  char b[2];
-  CHECK_EQ(raw_read_n(c.raw, b, 2, 5000, NULL), 2);
-  CHECK(!memcmp(b, "ok", 2));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  expect_raw_bytes(&c, "ok", 2);
+  conn_force_close(&c);
 }
 
 TEST(write2_move) {
@@ -552,8 +540,7 @@ TEST(write2_move) {
   CHECK_EQ(sock_write2(.fduuid = -1, .buffer = m, .length = 100, .move = 1),
            -1);
   CHECK_EQ(errno, ENODEV);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 #ifdef __GLIBC__
@@ -619,8 +606,7 @@ TEST(move_buffer_freed_without_valgrind) {
     tiny_wait();
   }
   CHECK_MSG(mmapped_bytes() < base + big, "moved buffer not freed once sent");
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 #endif
 }
 

@@ -88,8 +88,7 @@ TEST(big_write_with_tiny_pool) {
   CHECK_EQ(d.got, n);
   CHECK_EQ(d.bad_at, SIZE_MAX);
   free(src);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 typedef struct {

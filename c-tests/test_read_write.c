@@ -22,8 +22,7 @@ TEST(read_returns_data_then_zero) {
   CHECK(!memcmp(buf, "456789", 6));
   CHECK_EQ(sock_read(c.uuid, buf, sizeof(buf)), 0);
   CHECK_EQ(sock_isvalid(c.uuid), 1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 static void eof_case(conn_t *c) {
@@ -129,8 +128,7 @@ TEST(write_returns_zero_in_order) {
     snprintf(m, sizeof(m), "%03d", i);
     CHECK(!memcmp(buf + 10 + 3 * i, m, 3));
   }
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(write_zero_length_uses_strlen) {
@@ -142,11 +140,8 @@ TEST(write_zero_length_uses_strlen) {
   free(dyn); /* copied: the caller keeps ownership without .move */
   CHECK_EQ(sock_write(c.uuid, "|", 1), 0);
   sock_flush_strong(c.uuid);
-  char buf[64] = {0};
-  CHECK_EQ(raw_read_n(c.raw, buf, 26, 5000, NULL), 26);
-  CHECK(!memcmp(buf, "hello worlddynamic string|", 26));
-  sock_force_close(c.uuid);
-  close(c.raw);
+  expect_raw_bytes(&c, "hello worlddynamic string|", 26);
+  conn_force_close(&c);
 }
 
 TEST(write_bad_buffer_and_length) {
@@ -160,17 +155,13 @@ TEST(write_bad_buffer_and_length) {
   CHECK_EQ(sock_isvalid(c.uuid), 1);
   CHECK_EQ(sock_write(c.uuid, "ok", 2), 0);
   sock_flush_strong(c.uuid);
-  char buf[8];
-  CHECK_EQ(raw_read_n(c.raw, buf, 2, 5000, NULL), 2);
-  CHECK(!memcmp(buf, "ok", 2));
+  expect_raw_bytes(&c, "ok", 2);
   /* and nothing else was sent by the failed calls */
   CHECK_EQ(sock_write(c.uuid, "END", 3), 0);
   sock_flush_strong(c.uuid);
-  CHECK_EQ(raw_read_n(c.raw, buf, 3, 5000, NULL), 3);
-  CHECK(!memcmp(buf, "END", 3));
+  expect_raw_bytes(&c, "END", 3);
   CHECK_EQ(close_count(c.uuid), 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(write_invalid_uuid) {
@@ -262,8 +253,7 @@ TEST(touch_on_read) {
   REQUIRE(wait_fd(c.lfd, POLLIN, 5000));
   CHECK_EQ(sock_read(c.uuid, buf, 8), 4);
   CHECK_GT(touch_count(c.uuid), t1);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(touch_on_write_and_flush) {
@@ -304,8 +294,7 @@ TEST(touch_on_write_and_flush) {
   CHECK_EQ(d.got, n - got);
   CHECK_EQ(d.bad_at, SIZE_MAX);
   CHECK_EQ(check_pattern(dst, got, 0, 5), got);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
   free(src);
   free(dst);
 }
@@ -420,8 +409,7 @@ TEST(read_count_zero_and_small) {
   CHECK_EQ(sock_read(c.uuid, b, 1), 1);
   CHECK_EQ(b[0], 'z');
   CHECK_EQ(sock_read(c.uuid, b, 1), 0);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(bidirectional_tcp_library_both_ends) {

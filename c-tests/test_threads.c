@@ -127,16 +127,14 @@ TEST(framed_messages_4_threads_tcp) {
   conn_t c;
   REQUIRE(make_tcp_pair(&c) == 0);
   run_framed(&c, 4, 400, small_sizes);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 TEST(framed_messages_8_threads_unix) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   run_framed(&c, 8, 200, small_sizes);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 static size_t tiny_sizes(uint32_t tid, uint32_t seq) {
@@ -147,8 +145,7 @@ TEST(framed_tiny_messages_many) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   run_framed(&c, 4, 20000, tiny_sizes);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 static size_t big_sizes(uint32_t tid, uint32_t seq) {
@@ -162,8 +159,7 @@ TEST(framed_big_messages_same_connection) {
   conn_t c;
   REQUIRE(make_tcp_pair(&c) == 0);
   run_framed(&c, 3, 4, big_sizes);
-  sock_force_close(c.uuid);
-  close(c.raw);
+  conn_force_close(&c);
 }
 
 typedef struct {

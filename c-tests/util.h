@@ -464,11 +464,13 @@ U ssize_t read_until_nonzero(intptr_t uuid, int ms) {
   return r;
 }
 
-/* sock_flush_strong, then the raw peer must read exactly these n bytes. */
-U void flush_expect_raw(conn_t *c, const char *expect, size_t n) {
+/* The raw peer must read exactly these n bytes next. */
+U void expect_raw_bytes(conn_t *c, const char *expect, size_t n) {
   char b[256];
-  REQUIRE(n <= sizeof(b));
-  sock_flush_strong(c->uuid);
+  if (n > sizeof(b)) {
+    h_fail_at(__FILE__, __LINE__, "expect_raw_bytes: %zu bytes is too many", n);
+    return;
+  }
   CHECK_EQ(raw_read_n(c->raw, b, n, 5000, NULL), n);
   CHECK(!memcmp(b, expect, n));
 }
