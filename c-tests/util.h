@@ -577,6 +577,45 @@ U int drain_start(drain_t *d) {
 }
 U void drain_join(drain_t *d) { pthread_join(d->th, NULL); }
 
+/* ---- packet pool bound --------------------------------------------------*/
+
+/* checks out one packet (trying for up to 20 s), reports 'y' or 'n' on the
+ * pipe *arg and gives the packet back */
+static void *late_checkout_main(void *arg) {
+  int wfd = *(int *)arg;
+  sock_packet_s *p;
+  int64_t end = now_ms() + 20000;
+  while (!(p = sock_checkout_packet()) && now_ms() < end)
+    tiny_wait();
+  char c = p ? 'y' : 'n';
+  if (write(wfd, &c, 1) != 1)
+    return NULL;
+  if (p)
+    sock_free_packet(p);
+  return NULL;
+}
+
+/* The caller holds every packet of the pool. A checkout on another thread
+ * must then wait, and succeed once `release` is freed. Returns what a 300 ms
+ * wait for that checkout saw before the release (0: it waited, as it must),
+ * or -1 when no pipe could be made. */
+U int checkout_waits_for_release(sock_packet_s *release) {
+  int pp[2];
+  SETUP_REQUIRE(pipe(pp) == 0);
+  pthread_t th;
+  pthread_create(&th, NULL, late_checkout_main, &pp[1]);
+  short early = wait_fd(pp[0], POLLIN, 300);
+  sock_free_packet(release);
+  char c = 0;
+  CHECK(wait_fd(pp[0], POLLIN, 10000) & POLLIN);
+  CHECK_EQ(read(pp[0], &c, 1), 1);
+  CHECK_EQ(c, 'y');
+  pthread_join(th, NULL);
+  close(pp[0]);
+  close(pp[1]);
+  return early;
+}
+
 /* ---- a UUID guaranteed not to be valid for fd (stale counter) ------------*/
 
 U intptr_t make_uuid(int fd, unsigned counter) {
