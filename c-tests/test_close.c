@@ -79,10 +79,7 @@ TEST(close_then_flush_all) {
   conn_t c;
   REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
   size_t n = 2 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 18);
-  CHECK_EQ(sock_write(c.uuid, src, n), 0);
-  free(src);
+  write_pattern(c.uuid, n, 18);
   sock_close(c.uuid);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 18,
                .until_eof = 1};
@@ -103,10 +100,7 @@ TEST(force_close_drops_queued) {
   conn_t c;
   REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
   size_t n = 6 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 19);
-  CHECK_EQ(sock_write(c.uuid, src, n), 0);
-  free(src);
+  write_pattern(c.uuid, n, 19);
   CHECK(sock_packets_pending(c.uuid) != 0);
   sock_force_close(c.uuid);
   /* immediately closed and notified */
@@ -499,10 +493,7 @@ TEST(read_eof_still_delivers_queued) {
   conn_t c;
   REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
   size_t n = 2 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 23);
-  CHECK_EQ(sock_write(c.uuid, src, n), 0);
-  free(src);
+  write_pattern(c.uuid, n, 23);
   CHECK(sock_packets_pending(c.uuid) != 0);
   REQUIRE(shutdown(c.raw, SHUT_WR) == 0);
   ssize_t r = read_until_nonzero(c.uuid, 5000);

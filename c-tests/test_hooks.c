@@ -280,10 +280,7 @@ TEST(flush_hook_delivers_before_close) {
   bh.len = 0;
   CHECK_EQ(sock_rw_hook_set(c.uuid, &buffering_hooks), 0);
   size_t n = 300000;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 56);
-  CHECK_EQ(sock_write(c.uuid, src, n), 0);
-  free(src);
+  write_pattern(c.uuid, n, 56);
   sock_close(c.uuid);
   CHECK_EQ(close_count(c.uuid), 0);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 56,

@@ -480,6 +480,15 @@ U void conn_force_close(conn_t *c) {
   close(c->raw);
 }
 
+/* sock_write n pattern bytes (seed) from a buffer freed right after the
+ * call (the library copies it). */
+U void write_pattern(intptr_t uuid, size_t n, uint32_t seed) {
+  uint8_t *src = malloc(n);
+  fill_pattern(src, n, 0, seed);
+  CHECK_EQ(sock_write(uuid, src, n), 0);
+  free(src);
+}
+
 /* ---- temp files ---------------------------------------------------------*/
 
 /* Create an unlinked temp file of `size` pattern bytes (seed). Returns fd. */
