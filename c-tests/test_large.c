@@ -31,20 +31,41 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
-static void big_single_write(conn_t *c, size_t n, uint32_t seed) {
-  uint8_t *src = malloc(n);
-  REQUIRE(src);
-  fill_pattern(src, n, 0, seed);
-  drain_t d = {.fd = c->raw, .expect = n, .check = 1, .seed = seed,
-               .timeout_ms = 30000};
-  REQUIRE(drain_start(&d) == 0);
-  writer_t w = {.uuid = c->uuid, .buf = src, .len = n, .chunks = 1};
+/* A new n-byte buffer of pattern `seed` to send, and a reader thread on
+ * c->raw that checks the same pattern (see join_pattern_reader). */
+static int start_pattern_transfer(conn_t *c, drain_t *d, uint8_t **src,
+                                  size_t n, uint32_t seed) {
+  *src = malloc(n);
+  SETUP_REQUIRE(*src);
+  fill_pattern(*src, n, 0, seed);
+  *d = (drain_t){.fd = c->raw, .expect = n, .check = 1, .seed = seed,
+                 .timeout_ms = 30000};
+  SETUP_REQUIRE(drain_start(d) == 0);
+  return 0;
+}
+
+static void join_pattern_reader(drain_t *d, size_t n) {
+  drain_join(d);
+  CHECK_EQ(d->got, n);
+  CHECK_MSG(d->bad_at == SIZE_MAX, "first wrong byte at %zu", d->bad_at);
+}
+
+/* sock_write from a thread, in `chunks` calls; returns its result */
+static ssize_t write_from_thread(intptr_t uuid, const uint8_t *buf, size_t n,
+                                 int chunks) {
+  writer_t w = {.uuid = uuid, .buf = buf, .len = n, .chunks = chunks};
   pthread_create(&w.th, NULL, writer_main, &w);
   pthread_join(w.th, NULL);
-  CHECK_EQ(w.ret, 0);
-  drain_join(&d);
-  CHECK_EQ(d.got, n);
-  CHECK_MSG(d.bad_at == SIZE_MAX, "first wrong byte at %zu", d.bad_at);
+  return w.ret;
+}
+
+static void big_single_write(conn_t *c, size_t n, uint32_t seed) {
+  uint8_t *src;
+  drain_t d;
+  REQUIRE(start_pattern_transfer(c, &d, &src, n, seed) == 0);
+  ssize_t ret = write_from_thread(c->uuid, src, n, 1);
+  CHECK_EQ(ret, 0);
+  join_pattern_reader(&d, n);
   CHECK_EQ(sock_packets_pending(c->uuid), 0);
   CHECK_EQ(sock_isvalid(c->uuid), 1);
   /* the connection still works normally afterwards */
@@ -86,18 +107,12 @@ TEST(many_writes_exceeding_pool) {
   conn_t c;
   REQUIRE(make_tcp_pair(&c) == 0);
   size_t n = 40 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 77);
-  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 77,
-               .timeout_ms = 30000};
-  drain_start(&d);
-  writer_t w = {.uuid = c.uuid, .buf = src, .len = n, .chunks = 1000};
-  pthread_create(&w.th, NULL, writer_main, &w);
-  pthread_join(w.th, NULL);
-  CHECK_EQ(w.ret, 0);
-  drain_join(&d);
-  CHECK_EQ(d.got, n);
-  CHECK_MSG(d.bad_at == SIZE_MAX, "first wrong byte at %zu", d.bad_at);
+  uint8_t *src;
+  drain_t d;
+  REQUIRE(start_pattern_transfer(&c, &d, &src, n, 77) == 0);
+  ssize_t ret = write_from_thread(c.uuid, src, n, 1000);
+  CHECK_EQ(ret, 0);
+  join_pattern_reader(&d, n);
   free(src);
   conn_force_close(&c);
 }
@@ -116,11 +131,8 @@ TEST(concurrent_big_writes_separate_connections) {
       REQUIRE(make_tcp_pair(&c[i]) == 0);
     else
       REQUIRE(make_unix_pair(&c[i]) == 0);
-    src[i] = malloc(n);
-    fill_pattern(src[i], n, 0, 200 + (uint32_t)i);
-    d[i] = (drain_t){.fd = c[i].raw, .expect = n, .check = 1,
-                     .seed = 200 + (uint32_t)i, .timeout_ms = 30000};
-    drain_start(&d[i]);
+    REQUIRE(start_pattern_transfer(&c[i], &d[i], &src[i], n,
+                                   200 + (uint32_t)i) == 0);
   }
   for (int i = 0; i < N; i++) {
     w[i] = (writer_t){.uuid = c[i].uuid, .buf = src[i], .len = n, .chunks = 1};
@@ -135,8 +147,7 @@ TEST(concurrent_big_writes_separate_connections) {
     CHECK_EQ(d[i].got, n);
     CHECK_MSG(d[i].bad_at == SIZE_MAX, "conn %d: first wrong byte at %zu", i,
               d[i].bad_at);
-    sock_force_close(c[i].uuid);
-    close(c[i].raw);
+    conn_force_close(&c[i]);
     free(src[i]);
   }
 }
@@ -156,19 +167,15 @@ TEST(move_big_buffer) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   size_t n = 20 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 99);
-  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 99,
-               .timeout_ms = 30000};
-  drain_start(&d);
+  uint8_t *src;
+  drain_t d;
+  REQUIRE(start_pattern_transfer(&c, &d, &src, n, 99) == 0);
   CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = src, .length = n,
                        .move = 1),
            0);
   src = NULL; /* owned by the library now */
   sock_flush_strong(c.uuid);
-  drain_join(&d);
-  CHECK_EQ(d.got, n);
-  CHECK_EQ(d.bad_at, SIZE_MAX);
+  join_pattern_reader(&d, n);
   conn_force_close(&c);
 }
 
