@@ -274,11 +274,18 @@ static ssize_t bh_flush(intptr_t uuid) {
 static sock_rw_hook_s buffering_hooks = {
     .write = bh_write, .flush = bh_flush, .on_clear = count_clear};
 
+/* A socketpair (sndbuf as for make_unix_pair_buf, 0: default) with the
+ * buffering hooks installed and their buffer empty. */
+static int make_buffered_pair(conn_t *c, int sndbuf) {
+  SETUP_REQUIRE(make_unix_pair_buf(c, sndbuf) == 0);
+  bh.len = 0;
+  CHECK_EQ(sock_rw_hook_set(c->uuid, &buffering_hooks), 0);
+  return 0;
+}
+
 TEST(flush_hook_delivers_before_close) {
   conn_t c;
-  REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
-  bh.len = 0;
-  CHECK_EQ(sock_rw_hook_set(c.uuid, &buffering_hooks), 0);
+  REQUIRE(make_buffered_pair(&c, 8192) == 0);
   size_t n = 300000;
   write_pattern(c.uuid, n, 56);
   sock_close(c.uuid);
@@ -302,9 +309,7 @@ TEST(flush_hook_delivers_before_close) {
 TEST(flush_hook_small_write_then_close) {
   /* the hook holds back the whole (tiny) message: only flush sends it */
   conn_t c;
-  REQUIRE(make_unix_pair(&c) == 0);
-  bh.len = 0;
-  CHECK_EQ(sock_rw_hook_set(c.uuid, &buffering_hooks), 0);
+  REQUIRE(make_buffered_pair(&c, 0) == 0);
   CHECK_EQ(sock_write(c.uuid, "tiny", 4), 0);
   sock_close(c.uuid);
   CHECK(flush_until_closed(c.uuid, 5000));
@@ -322,9 +327,7 @@ TEST(flush_strong_includes_hook_buffer) {
    * everything queued was sent -- the hook's buffer is part of it (the
    * library asks the flush hook) */
   conn_t c;
-  REQUIRE(make_unix_pair(&c) == 0);
-  bh.len = 0;
-  CHECK_EQ(sock_rw_hook_set(c.uuid, &buffering_hooks), 0);
+  REQUIRE(make_buffered_pair(&c, 0) == 0);
   CHECK_EQ(sock_write(c.uuid, "twenty bytes payload", 20), 0);
   sock_flush_strong(c.uuid);
   CHECK_EQ(sock_packets_pending(c.uuid), 0);

@@ -341,6 +341,21 @@ TEST(is_fd_packet_closes_without_keep_open) {
   conn_force_close(&c);
 }
 
+/* Check out as many packets as the pool hands out at once (up to
+ * BUFFER_PACKET_POOL), give them back, and return how many there were. */
+static int checkout_whole_pool(void) {
+  sock_packet_s *held[BUFFER_PACKET_POOL];
+  int got = 0;
+  for (; got < BUFFER_PACKET_POOL; got++) {
+    held[got] = sock_checkout_packet();
+    if (!held[got])
+      break;
+  }
+  for (int i = 0; i < got; i++)
+    sock_free_packet(held[i]);
+  return got;
+}
+
 TEST(free_packet_unsent_chain) {
   int fa = make_temp_file(100, 1), fb = make_temp_file(100, 2);
   REQUIRE(fa >= 0 && fb >= 0);
@@ -377,16 +392,8 @@ TEST(free_packet_unsent_chain) {
   close(fb);
   CHECK(!strcmp(static_msg, "static memory, never freed"));
   /* all five went back to the pool: the whole pool can be checked out */
-  sock_packet_s *held[BUFFER_PACKET_POOL];
-  int got = 0;
-  for (; got < BUFFER_PACKET_POOL; got++) {
-    held[got] = sock_checkout_packet();
-    if (!held[got])
-      break;
-  }
+  int got = checkout_whole_pool();
   CHECK_EQ(got, BUFFER_PACKET_POOL);
-  for (int i = 0; i < got; i++)
-    sock_free_packet(held[i]);
 }
 
 TEST(free_packet_null) {
@@ -457,16 +464,8 @@ TEST(pool_recycled_after_failed_sends) {
     p->length = 1;
     CHECK_EQ(sock_send_packet(-1, p), -1);
   }
-  sock_packet_s *held[BUFFER_PACKET_POOL];
-  int got = 0;
-  for (; got < BUFFER_PACKET_POOL; got++) {
-    held[got] = sock_checkout_packet();
-    if (!held[got])
-      break;
-  }
+  int got = checkout_whole_pool();
   CHECK_EQ(got, BUFFER_PACKET_POOL);
-  for (int i = 0; i < got; i++)
-    sock_free_packet(held[i]);
 }
 
 TEST(pool_is_bounded) {
