@@ -5,16 +5,22 @@
 
 #define MiB (1024u * 1024u)
 
+/* closed at once: invalid, fd closed, reactor_remove then one
+ * reactor_on_close, which already saw the fd closed */
+static void check_closed_and_notified(const conn_t *c) {
+  CHECK_EQ(sock_isvalid(c->uuid), 0);
+  CHECK(!fd_is_open(c->lfd));
+  CHECK_EQ(close_count(c->uuid), 1);
+  CHECK_EQ(remove_count(c->uuid), 1);
+  CHECK(remove_before_close(c->uuid));
+  CHECK_EQ(close_saw_fd_open(c->uuid), 0);
+}
+
 TEST(close_idle_is_immediate) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
   sock_close(c.uuid);
-  CHECK_EQ(sock_isvalid(c.uuid), 0);
-  CHECK(!fd_is_open(c.lfd));
-  CHECK_EQ(close_count(c.uuid), 1);
-  CHECK_EQ(remove_count(c.uuid), 1);
-  CHECK(remove_before_close(c.uuid));
-  CHECK_EQ(close_saw_fd_open(c.uuid), 0);
+  check_closed_and_notified(&c);
   CHECK_EQ(raw_expect_eof(c.raw, 5000), 1);
   /* closing again: no second notification */
   sock_close(c.uuid);
@@ -104,12 +110,7 @@ TEST(force_close_drops_queued) {
   CHECK(sock_packets_pending(c.uuid) != 0);
   sock_force_close(c.uuid);
   /* immediately closed and notified */
-  CHECK_EQ(sock_isvalid(c.uuid), 0);
-  CHECK(!fd_is_open(c.lfd));
-  CHECK_EQ(close_count(c.uuid), 1);
-  CHECK_EQ(remove_count(c.uuid), 1);
-  CHECK(remove_before_close(c.uuid));
-  CHECK_EQ(close_saw_fd_open(c.uuid), 0);
+  check_closed_and_notified(&c);
   CHECK_EQ(sock_packets_pending(c.uuid), 0);
   drain_t d = {.fd = c.raw, .check = 1, .seed = 19, .until_eof = 1,
                .timeout_ms = 5000};
