@@ -4,6 +4,9 @@
  *
  *   writer MODE PORT AMOUNT [FILE]
  *
+ * File modes send the first AMOUNT bytes of FILE, WRITER_FILE_PASSES times
+ * (environment, default 1) on the same connection.
+ *
  * Connects to a `sink` on 127.0.0.1:PORT, sends, and stops its clock when
  * the sink confirms it read everything. Prints one line:
  *   mode=M seconds=S bytes=B maxrss_kb=K user_s=U sys_s=Y peak_queued=Q
@@ -298,7 +301,8 @@ static uint64_t bulk(const char *mode, uint64_t bytes) {
   return bytes;
 }
 
-static uint64_t file(const char *mode, uint64_t bytes, const char *path) {
+/* One pass over the first `bytes` of FILE; file() makes PASSES of them. */
+static void file_pass(const char *mode, uint64_t bytes, const char *path) {
   int f = open(path, O_RDONLY | O_CLOEXEC);
   if (f < 0)
     die(path);
@@ -328,15 +332,27 @@ static uint64_t file(const char *mode, uint64_t bytes, const char *path) {
     }
     close(f);
   } else {
-    lib_open();
+    if (uuid == -1)
+      lib_open();
     static sock_rw_hook_s hook = {.write = hook_write};
-    if (!strcmp(mode, "hook-lib") && sock_rw_hook_set(uuid, &hook))
+    if (!strcmp(mode, "hook-lib") && sock_rw_hook_get(uuid) != &hook &&
+        sock_rw_hook_set(uuid, &hook))
       die("sock_rw_hook_set");
     if (sock_sendfile(uuid, f, 0, bytes) != 0) /* closes f when done */
       die("sock_sendfile");
     lib_drain();
   }
-  return bytes;
+}
+
+/* PASSES (environment WRITER_FILE_PASSES, default 1) passes over FILE on
+ * the one connection: a longer run, so that one slow moment of the machine
+ * weighs less on it. */
+static uint64_t file(const char *mode, uint64_t bytes, const char *path) {
+  const char *e = getenv("WRITER_FILE_PASSES");
+  int passes = e && atoi(e) > 0 ? atoi(e) : 1;
+  for (int i = 0; i < passes; i++)
+    file_pass(mode, bytes, path);
+  return bytes * (uint64_t)passes;
 }
 
 int main(int argc, char **argv) {
