@@ -117,6 +117,39 @@ TEST(tcp_ipv6) {
   tcp_roundtrip("::1", "::1", AF_INET6);
 }
 
+/* Numeric addresses are used as they are (no resolver); the forms only the
+ * C library's resolver accepts ("127.1") still work through it. Either
+ * way the listener is bound to exactly that address and port. */
+TEST(tcp_numeric_address_forms) {
+  static const char *const forms[] = {"127.0.0.1", "127.1", "127.0.0.2"};
+  for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+    char port[16];
+    REQUIRE(free_port(AF_INET, port) == 0);
+    intptr_t srv = sock_listen(forms[i], port);
+    CHECK_MSG(srv != -1, "sock_listen(\"%s\", %s): errno %d", forms[i], port,
+              errno);
+    if (srv == -1)
+      continue;
+    struct sockaddr_in a;
+    socklen_t l = sizeof(a);
+    CHECK_EQ(getsockname(sock_uuid2fd(srv), (struct sockaddr *)&a, &l), 0);
+    CHECK_EQ(a.sin_family, AF_INET);
+    CHECK_EQ(ntohs(a.sin_port), (unsigned)atoi(port));
+    CHECK_EQ(ntohl(a.sin_addr.s_addr),
+             i == 2 ? 0x7f000002u : 0x7f000001u);
+    char host[16];
+    snprintf(host, sizeof(host), "%s", forms[i]);
+    intptr_t cli = sock_connect(host, port);
+    CHECK(cli != -1);
+    intptr_t acc = accept_wait(srv, 5000);
+    CHECK(acc != -1);
+    CHECK_EQ(wait_connected(cli, 5000), 0);
+    sock_force_close(cli);
+    sock_force_close(acc);
+    sock_force_close(srv);
+  }
+}
+
 TEST(tcp_localhost_name) {
   /* names are resolved: listen on the name, connect to the name */
   char port[16];
@@ -352,6 +385,7 @@ int main(int argc, char **argv) {
   RUN(tcp_ipv4);
   RUN(tcp_any_address);
   RUN(tcp_ipv6);
+  RUN(tcp_numeric_address_forms);
   RUN(tcp_localhost_name);
   RUN(unix_port_null);
   RUN(unix_port_empty);

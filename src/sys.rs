@@ -331,6 +331,9 @@ fn with_tcp_addresses<T>(
     mut each: impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
 ) -> Result<T, Errno> {
     check_port(port)?;
+    if let Some(result) = with_numeric_address(address, port, &mut each) {
+        return result;
+    }
     // SAFETY: hints is zero-initialised (a valid addrinfo), getaddrinfo reads
     // the NUL-terminated strings and hands back a list we free below.
     unsafe {
@@ -363,6 +366,52 @@ fn with_tcp_addresses<T>(
         libc::freeaddrinfo(list);
         result
     }
+}
+
+/// The common case of a numeric address and port ("127.0.0.1", "::1",
+/// "8080") without `getaddrinfo`, which would give the same single address
+/// but runs the C library's resolver (its configuration files, and ~100 KiB
+/// more of the C library's code resident). `None`: not numeric, resolve.
+fn with_numeric_address<T>(
+    address: Option<&CStr>,
+    port: &CStr,
+    each: &mut impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
+) -> Option<Result<T, Errno>> {
+    let text = address?.to_str().ok()?;
+    let digits = port.to_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let port = port.to_str().ok()?.parse::<u16>().ok()?.to_be();
+    // The addrinfo handed to `each` points at a socket address on this
+    // stack frame, alive for the call.
+    // SAFETY: addrinfo is plain data (integers and pointers); zero is valid.
+    let mut ai: libc::addrinfo = unsafe { zeroed() };
+    ai.ai_socktype = libc::SOCK_STREAM;
+    ai.ai_protocol = libc::IPPROTO_TCP;
+    if let Ok(ip) = text.parse::<std::net::Ipv4Addr>() {
+        // SAFETY: sockaddr_in is plain data; zero is a valid value.
+        let mut sin: libc::sockaddr_in = unsafe { zeroed() };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = port;
+        sin.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+        ai.ai_family = libc::AF_INET;
+        ai.ai_addr = (&mut sin as *mut libc::sockaddr_in).cast();
+        ai.ai_addrlen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        return Some(each(&ai));
+    }
+    if let Ok(ip) = text.parse::<std::net::Ipv6Addr>() {
+        // SAFETY: sockaddr_in6 is plain data; zero is a valid value.
+        let mut sin6: libc::sockaddr_in6 = unsafe { zeroed() };
+        sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sin6.sin6_port = port;
+        sin6.sin6_addr.s6_addr = ip.octets();
+        ai.ai_family = libc::AF_INET6;
+        ai.ai_addr = (&mut sin6 as *mut libc::sockaddr_in6).cast();
+        ai.ai_addrlen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        return Some(each(&ai));
+    }
+    None
 }
 
 /// A new non-blocking, close-on-exec stream socket.
