@@ -9,6 +9,7 @@
 #   BENCH_HTTP_RUNS=5       wrk runs per HTTP case
 #   BENCH_SMALL_MSGS=1000000  64-byte messages in the small-write cases
 #   BENCH_BULK_MIB=1024     bytes of the bulk case
+#   BENCH_BULK_PASSES=4     times each bulk run sends them (one connection)
 #   BENCH_FILE_MIB=1024     size of the file of the file cases
 #   BENCH_FILE_PASSES=4     times each file run sends the file (one
 #                           connection): runs of ~1 s, steadier than 0.25 s
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.." || exit 2
 if [[ -n ${BENCH_QUICK:-} ]]; then
   : "${BENCH_RUNS:=1}" "${BENCH_SLOW_RUNS:=1}" "${BENCH_HTTP_RUNS:=1}"
   : "${BENCH_SMALL_MSGS:=100000}" "${BENCH_BULK_MIB:=128}" "${BENCH_FILE_MIB:=128}"
-  : "${BENCH_FILE_PASSES:=1}"
+  : "${BENCH_FILE_PASSES:=1}" "${BENCH_BULK_PASSES:=1}"
   : "${BENCH_HTTP_SECONDS:=1}" "${BENCH_MEM_CONNS:=1000}"
 fi
 RUNS=${BENCH_RUNS:-7}
@@ -34,6 +35,7 @@ SLOW_RUNS=${BENCH_SLOW_RUNS:-3}
 HTTP_RUNS=${BENCH_HTTP_RUNS:-5}
 SMALL_MSGS=${BENCH_SMALL_MSGS:-1000000}
 BULK_MIB=${BENCH_BULK_MIB:-1024}
+BULK_PASSES=${BENCH_BULK_PASSES:-4}
 FILE_MIB=${BENCH_FILE_MIB:-1024}
 FILE_PASSES=${BENCH_FILE_PASSES:-4}
 HTTP_SECONDS=${BENCH_HTTP_SECONDS:-3}
@@ -231,7 +233,7 @@ for p in sink writer mem mem_raw http_hello_lib http_hello_raw; do
 done
 
 SMALL_BYTES=$((SMALL_MSGS * 64))
-BULK_BYTES=$((BULK_MIB * 1048576))
+BULK_BYTES=$((BULK_MIB * 1048576 * BULK_PASSES))
 FILE_BYTES=$((FILE_MIB * 1048576))
 
 say "== small writes: $SMALL_MSGS x 64 B, fast reader"
@@ -239,9 +241,9 @@ COUNTED=1 measure fast "$SMALL_MSGS" "$SMALL_BYTES" "" \
   small-naive small-sendmsg small-ideal small-lib small-lib-deferred
 say "== small writes: $SMALL_MSGS x 64 B, slow reader (backpressure)"
 COUNTED=1 measure slow "$SMALL_MSGS" "$SMALL_BYTES" "" \
-  small-naive small-ideal small-lib small-lib-drain small-lib-deferred
+  small-naive small-ideal small-lib small-lib-drain small-lib-deferred small-lib-lowat
 
-say "== bulk: $BULK_MIB MiB in 64 KiB writes"
+say "== bulk: $BULK_MIB MiB x $BULK_PASSES in 64 KiB writes"
 COUNTED=1 KEY_SUFFIX="" measure fast "$BULK_BYTES" "$BULK_BYTES" "" bulk-raw bulk-lib
 
 say "== files: $FILE_MIB MiB file"
@@ -401,6 +403,7 @@ st_slow=$(status "$sc_slow" "<=" 0.05)
 rows+=("| small writes, slow reader: system calls per message, \`sock_write\` vs naive | **$sc_slow** | $(per_msg "${CALLS[small-naive-slow]:-}") | — | ≤ 0.05 | $st_slow |")
 rows+=("| ↳ program waits for the queue to drain at 1 MiB (Node-style) | $(per_msg "${CALLS[small-lib-drain-slow]:-}") | ideal: $(per_msg "${CALLS[small-ideal-slow]:-}") | — | — | |")
 rows+=("| ↳ flush deferred to the loop (\`async_run\`) | $(per_msg "${CALLS[small-lib-deferred-slow]:-}") | | — | — | program option |")
+rows+=("| ↳ program sets \`TCP_NOTSENT_LOWAT\` (256 KiB) on its socket | $(per_msg "${CALLS[small-lib-lowat-slow]:-}") | | — | — | program option |")
 # The pool holds at most 1024 packets of 16 KiB: with Q bytes queued at
 # once, the packets held at least Q / 64 / 1024 messages each on average.
 mpp=$(calc '%.0f' "${PEAKQ[small-lib-slow]:-0} / 64 / 1024")
@@ -411,7 +414,7 @@ rows+=("| ↳ time with the slow reader (paced by the reader) | ${R[small-lib-sl
 # bulk
 r_bulk=$(pratio bulk-raw bulk-lib)
 st_bulk=$(status "$r_bulk" ">=" 0.9)
-rows+=("| bulk: $BULK_MIB MiB in 64 KiB \`sock_write\` vs raw \`write\` loop | $(gbs "${R[bulk-lib]}" "$BULK_BYTES") GB/s | $(gbs "${R[bulk-raw]}" "$BULK_BYTES") GB/s | **$r_bulk** | ≥ 0.90 | $st_bulk |")
+rows+=("| bulk: $BULK_MIB MiB × $BULK_PASSES in 64 KiB \`sock_write\` vs raw \`write\` loop | $(gbs "${R[bulk-lib]}" "$BULK_BYTES") GB/s | $(gbs "${R[bulk-raw]}" "$BULK_BYTES") GB/s | **$r_bulk** | ≥ 0.90 | $st_bulk |")
 # files
 r_file=$(pratio file-raw file-lib)
 st_file=$(status "$r_file" ">=" 0.95)
@@ -456,7 +459,7 @@ us_per() { calc '%.2f' "${1:-0} / $SMALL_MSGS * 1e6"; } # seconds -> us per mess
 wmax=$(sysctl -n net.ipv4.tcp_wmem 2>/dev/null | awk '{print $3}')
 n0=$(((${wmax:-4194304} + 262144) / 64))
 bp_est=$(calc '%.3f' "(${CALLS[small-lib-slow]:-0} - $n0) / ($SMALL_MSGS - $n0)")
-[[ $st_slow == met ]] || notes+=("**Small writes, slow reader ($sc_slow system calls per message, target 0.05).** Breakdown: $(tr -d '|' <<<"${BREAKDOWN[small-lib-slow]:-n/a}"). Messages coalesce into packets only while the library holds writes back, i.e. after the kernel refused data (\`EAGAIN\` or a short write); until then each message is its own system call, and the kernel takes ~4 MiB before it pushes back (send buffer autotuned up to \`tcp_wmem\`'s maximum, $wmax bytes here, plus the reader's receive buffer): ~$n0 of the $SMALL_MSGS messages. Leaving those out (an estimate: counted calls minus one per message of the fill), the backpressured part costs ~$bp_est per message. The drain loop (a program that waits for the queue to empty before producing more) makes $(per_msg "${CALLS[small-lib-drain-slow]:-}") per message. What would close it: treat a large unread backlog in the kernel (\`SIOCOUTQ\`, or \`TCP_NOTSENT_LOWAT\`) like a full socket from the first write, and keep doing so after the queue drains — while making sure the program gets an \`EPOLLOUT\` (or the library flushes by itself) for what it keeps queued (without \`EAGAIN\` the kernel owes an edge-triggered loop no event: b5817df held data back on a large \`SIOCOUTQ\` alone and answers waited for the idle timeout, see \`tests.d/20-http-demo.sh\` answer-after-large-file-not-held); or defer flushes to the event loop with \`async_run\` ($(per_msg "${CALLS[small-lib-deferred-slow]:-}") per message in the deferred row).")
+[[ $st_slow == met ]] || notes+=("**Small writes, slow reader ($sc_slow system calls per message, target 0.05).** Breakdown: $(tr -d '|' <<<"${BREAKDOWN[small-lib-slow]:-n/a}"). Messages coalesce into packets only while the library holds writes back, i.e. after the kernel refused data (\`EAGAIN\` or a short write); until then each message is its own system call, and the kernel takes ~4 MiB before it pushes back (send buffer autotuned up to \`tcp_wmem\`'s maximum, $wmax bytes here, plus the reader's receive buffer): ~$n0 of the $SMALL_MSGS messages. Leaving those out (an estimate: counted calls minus one per message of the fill), the backpressured part costs ~$bp_est per message. The drain loop (a program that waits for the queue to empty before producing more) makes $(per_msg "${CALLS[small-lib-drain-slow]:-}") per message. What would close it: treat a large unread backlog in the kernel (\`SIOCOUTQ\`, or \`TCP_NOTSENT_LOWAT\`) like a full socket from the first write, and keep doing so after the queue drains — while making sure the program gets an \`EPOLLOUT\` (or the library flushes by itself) for what it keeps queued (without \`EAGAIN\` the kernel owes an edge-triggered loop no event: b5817df held data back on a large \`SIOCOUTQ\` alone and answers waited for the idle timeout, see \`tests.d/20-http-demo.sh\` answer-after-large-file-not-held); or defer flushes to the event loop with \`async_run\` ($(per_msg "${CALLS[small-lib-deferred-slow]:-}") per message in the deferred row). A program can get there today with one \`setsockopt\`: \`TCP_NOTSENT_LOWAT\` 256 KiB on the socket makes the kernel itself refuse data once that much waits unsent (an \`EAGAIN\`, so the edge-triggered wake-up is guaranteed): $(per_msg "${CALLS[small-lib-lowat-slow]:-}") per message in the lowat row. The library does not set it by default: the bytes the kernel no longer holds wait in the pool, which all connections share, so many moderately slow peers would exhaust it sooner and make writers wait.")
 [[ $st_bulk == met ]] || notes+=("**Bulk ($r_bulk× raw, target 0.90).** System calls: ${CALLS[bulk-lib]:-?} with the library ($(tr -d '|' <<<"${BREAKDOWN[bulk-lib]:-}")), ${CALLS[bulk-raw]:-?} raw; CPU: $(calc '%.3f' "${USER[bulk-lib]:-0}") s user + $(calc '%.3f' "${SYS[bulk-lib]:-0}") s kernel vs $(calc '%.3f' "${USER[bulk-raw]:-0}") + $(calc '%.3f' "${SYS[bulk-raw]:-0}"). The raw loop blocks inside \`write\` until the kernel takes its 64 KiB; the library copies what the kernel does not take into pool packets (an extra memory copy; on loopback the transfer runs at memory-copy speed) and goes back to \`epoll_wait\` + \`sock_flush\`. What would close it: fewer copies — send from the caller's buffer first and copy only the remainder; a program can avoid the copy today with \`sock_write2(.move = 1)\` or \`sock_send_packet\`. Runs: lib ${RUNS_OF[bulk-lib]} s, raw ${RUNS_OF[bulk-raw]} s.")
 [[ $st_file == met ]] || notes+=("**sendfile ($r_file× raw, target 0.95).** Both send with \`sendfile\` (system calls: lib ${CALLS[file-lib]:-?} — $(tr -d '|' <<<"${BREAKDOWN[file-lib]:-}") —, raw ${CALLS[file-raw]:-?}); the raw loop blocks inside one call while the library's socket is non-blocking, so each time the socket buffer fills it goes back to \`epoll_wait\` + \`sock_flush\`. Runs: lib ${RUNS_OF[file-lib]} s, raw ${RUNS_OF[file-raw]} s: on this shared 2-core VM the spread between runs is larger than the gap, so this is within noise unless it repeats.")
 [[ $st_hook == met ]] || notes+=("**rw hook path ($r_hook× raw, target 0.80).** System calls: lib ${CALLS[hook-lib]:-?} ($(tr -d '|' <<<"${BREAKDOWN[hook-lib]:-}")), raw ${CALLS[hook-raw]:-?} ($(tr -d '|' <<<"${BREAKDOWN[hook-raw]:-}")). Both read 16 KiB (\`BUFFER_FILE_READ_SIZE\`) per \`pread\` and write each chunk once; the library adds its SIGPIPE guard around each flush round (\`rt_sigprocmask\`, \`rt_sigpending\`) and returns to \`epoll_wait\` when the socket is full. Runs: lib ${RUNS_OF[hook-lib]} s, raw ${RUNS_OF[hook-raw]} s. What would close it: a larger chunk for the read-and-write path, and one signal-mask change per flush rather than per round.")
@@ -466,7 +469,7 @@ if [[ $http_ok == 1 ]]; then
     [[ $st == met ]] || notes+=("**HTTP, $c connections ($r× the raw server, target 0.90).** Same source, same system calls per request (\`read\`, one \`sendmsg\`/\`write\` of header and body, and a \`read\` that finds nothing only when a read filled the buffer); the difference is the library's per-call work (UUID validation, the connection's lock, its queue) on every \`sock_read\`/\`sock_write\`/\`sock_flush\`. Runs: lib ${RPS_RUNS[lib $c /]}, raw ${RPS_RUNS[raw $c /]} req/s.")
   done
 fi
-[[ $st_rss == met ]] || notes+=("**RSS after \`sock_listen\` (${MEM[rss_listen_kb]} KiB, target 2048 KiB: $(calc '%.0f' "(${MEM[rss_listen_kb]} - 2048)") KiB over).** Most of it is the C runtime: the same program without the library, listening with raw calls, is at ${MEM[raw_listen_kb]} KiB (resident KiB by mapping: ${MEM[raw_by_mapping]}). With the library: ${MEM[by_mapping]}. The library's share is its code pages touched at load and by the first calls (libsock), \`libgcc_s\` (the unwinder Rust's panic handling links), the first chunk of the connection table (1024 slots of ~128 bytes = 128 KiB, allocated for the first fd; heap or anonymous mapping), and libc pages it uses that the raw program does not (name resolution for \`sock_listen\`, threads). What would close it: a small first table chunk (e.g. 64 slots, growing), and \`panic = \"abort\"\` with the panic boundary kept (drops \`libgcc_s\`); the rest is the C library itself, which no library on top of it can reduce.")
+[[ $st_rss == met ]] || notes+=("**RSS after \`sock_listen\` (${MEM[rss_listen_kb]} KiB, target 2048 KiB: $(calc '%.0f' "(${MEM[rss_listen_kb]} - 2048)") KiB over).** Most of it is the C runtime: the same program without the library, listening with raw calls, is at ${MEM[raw_listen_kb]} KiB (resident KiB by mapping: ${MEM[raw_by_mapping]}). With the library: ${MEM[by_mapping]}. The library's share is its code pages touched at load and by the first calls (libsock), \`libgcc_s\` (the unwinder Rust's panic handling links), the first chunk of the connection table (256 slots, allocated for the first fd), and libc pages it uses that the raw program does not (threads; numeric addresses skip the resolver). Most of these are shared, file-backed pages, and the C library's part varies by ~100 KiB from run to run. What would close it: a smaller library text (most of it is Rust's standard library: formatting and the panic machinery), or \`panic = \"abort\"\` (drops \`libgcc_s\`, but a panic would then end the program instead of failing the call).")
 [[ $st_idle == met ]] || notes+=("**Idle connections (${MEM[idle_bytes_per_conn]} B each, target 1024 B).**")
 
 # Stalls: the library held queued data on a socket it never found full, so
@@ -536,7 +539,8 @@ machine() {
   echo "  (counter used in this run: $COUNTER). Fast reader: one extra run per mode; slow reader: the timed runs"
   echo "  themselves (the reader sets the pace). \`strace -c -f\` is the fallback when perf's tracepoints are not"
   echo "  available; it slows every call ~10x (40 s for a million), which removes the backpressure of the slow case."
-  echo "- bulk: \`writer bulk-raw|bulk-lib PORT $BULK_BYTES\` — 64 KiB buffers."
+  echo "- bulk: \`writer bulk-raw|bulk-lib PORT $BULK_BYTES\` — 64 KiB buffers ($BULK_MIB MiB × $BULK_PASSES per run, one"
+  echo "  connection: runs of ~1 s, steadier than 0.25 s)."
   echo "- files: a $FILE_MIB MiB file in the page cache, sent $FILE_PASSES times per run on one connection"
   echo "  (\`WRITER_FILE_PASSES=$FILE_PASSES writer file-raw|file-lib|hook-raw|hook-lib PORT $FILE_BYTES FILE\`);"
   echo "  the hook is \`{.write = <write(2) on the fd>}\`, so the library takes its read-and-write path (16 KiB \`pread\` +"
@@ -561,7 +565,7 @@ machine() {
   echo "| case | seconds per run | median | system calls (median) | writer peak RSS (KiB) | stalls per run |"
   echo "|---|---|---|---|---|---|"
   for k in small-naive-fast small-sendmsg-fast small-ideal-fast small-lib-fast small-lib-deferred-fast \
-    small-naive-slow small-ideal-slow small-lib-slow small-lib-drain-slow small-lib-deferred-slow \
+    small-naive-slow small-ideal-slow small-lib-slow small-lib-drain-slow small-lib-deferred-slow small-lib-lowat-slow \
     bulk-raw bulk-lib file-raw file-lib hook-raw hook-lib; do
     echo "| $k | ${RUNS_OF[$k]:-} | ${R[$k]:-} | ${CALLS[$k]:-}${BREAKDOWN[$k]:+ ($(tr -d '|' <<<"${BREAKDOWN[$k]}"))} | ${RSS[$k]:-} | ${STALLS[$k]:-} |"
   done

@@ -32,6 +32,9 @@
  *   small-lib-deferred  small-lib with the library's flush handed to the
  *                   program (sock_register_async_run) and run once per loop
  *                   iteration instead of after every write
+ *   small-lib-lowat small-lib on a socket with TCP_NOTSENT_LOWAT 256 KiB
+ *                   (set by the program): the kernel refuses data once that
+ *                   much waits unsent instead of after its whole send buffer
  *   bulk-raw        write() of 64 KiB buffers (blocking socket)
  *   bulk-lib        sock_write() of 64 KiB buffers, the small-lib loop
  *   bulk-lib-drain  sock_write() of 64 KiB buffers, the drain loop
@@ -105,7 +108,16 @@ static void write_all(const void *buf, size_t len) {
 
 /* ---- the library side ----------------------------------------------------- */
 
+/* small-lib-lowat: the program sets TCP_NOTSENT_LOWAT on its socket, so
+ * the kernel refuses data once this much waits unsent */
+static int notsent_lowat;
+#define NOTSENT_LOWAT (256 * 1024)
+
 static void lib_open(void) {
+  if (notsent_lowat &&
+      setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent_lowat,
+                 sizeof notsent_lowat))
+    die("TCP_NOTSENT_LOWAT");
   sock_set_non_block(fd);
   uuid = sock_open(fd);
   if (uuid == -1)
@@ -245,8 +257,10 @@ static uint64_t small(const char *mode, uint64_t count) {
       }
     }
   } else {
-    /* small-lib, small-lib-drain, small-lib-deferred */
+    /* small-lib, small-lib-drain, small-lib-deferred, small-lib-lowat */
     int drain = !strcmp(mode, "small-lib-drain");
+    if (!strcmp(mode, "small-lib-lowat"))
+      notsent_lowat = NOTSENT_LOWAT;
     if (!strcmp(mode, "small-lib-deferred"))
       sock_register_async_run(defer_flush);
     lib_open();
