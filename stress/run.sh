@@ -215,6 +215,22 @@ drd_ctests() { # selected c-tests (threads, close, pool, callbacks) under DRD
   done
 }
 
+# ctests_count <output file> <tag> <what> <status>: shows a c-tests/run.sh
+# run's PASS/FAIL/SKIP lines tagged, and adds its "N passed, N failed" to
+# ours; a run that printed no summary is one failure.
+ctests_count() {
+  local out=$1 tag=$2 what=$3 rc=$4 line p f
+  grep -E '^(PASS|FAIL|SKIP) ' "$out" | sed "s/^\(PASS\|FAIL\|SKIP\) /\1 $tag: /"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+  if [[ -z $line ]]; then
+    tail -n 20 "$out"
+    fail "$what" "no summary, status $rc"
+    return
+  fi
+  p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
 ctests_asan() { # the C harness with ASan/UBSan, shared and static
   local wrapper=$OUT/asan-cc m
   # c-tests/run.sh takes a compiler, not flags: a wrapper adds them. With
@@ -225,28 +241,14 @@ ctests_asan() { # the C harness with ASan/UBSan, shared and static
   chmod +x "$wrapper"
   for m in shared static; do
     CC=$wrapper c-tests/run.sh "$m" "$OUT/ctests-asan-$m" >"$log/ctests-asan-$m.out" 2>&1
-    local rc=$? line p f
-    grep -E '^(PASS|FAIL|SKIP) ' "$log/ctests-asan-$m.out" | sed "s/^\(PASS\|FAIL\|SKIP\) /\1 asan-$m: /"
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/ctests-asan-$m.out" | tail -n 1)
-    if [[ -z $line ]]; then
-      tail -n 20 "$log/ctests-asan-$m.out"; fail "c-tests under ASan ($m)" "no summary, status $rc"; continue
-    fi
-    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
-    passed=$((passed + p)); failed=$((failed + f))
+    ctests_count "$log/ctests-asan-$m.out" "asan-$m" "c-tests under ASan ($m)" $?
   done
 }
 
 ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
   have_valgrind || { fail "c-tests under valgrind" "valgrind not installed"; return; }
   VALGRIND=1 c-tests/run.sh shared "$OUT/ctests-valgrind" >"$log/ctests-valgrind.out" 2>&1
-  local rc=$? line p f
-  grep -E '^(PASS|FAIL|SKIP) ' "$log/ctests-valgrind.out" | sed 's/^\(PASS\|FAIL\|SKIP\) /\1 memcheck: /'
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/ctests-valgrind.out" | tail -n 1)
-  if [[ -z $line ]]; then
-    tail -n 20 "$log/ctests-valgrind.out"; fail "c-tests under valgrind" "no summary, status $rc"; return
-  fi
-  p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
-  passed=$((passed + p)); failed=$((failed + f))
+  ctests_count "$log/ctests-valgrind.out" memcheck "c-tests under valgrind" $?
 }
 
 mode_quick() {
