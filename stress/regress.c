@@ -146,7 +146,23 @@ static long find(const uint8_t *hay, size_t n, const void *needle, size_t k) {
  * (ENODEV) if its connection closes meanwhile".
  * ======================================================================== */
 
-static void *big_write_main(void *arg) { return writer_main(arg); }
+/* Starts wb, whose connection's peer never reads, until its data fills the
+ * pool and it waits; then wa, which must wait for a packet while its own
+ * connection holds none. 0 when both wait as they should. */
+static int writers_waiting_on_a_full_pool(writer_t *wa, writer_t *wb) {
+  writer_start(wb);
+  int64_t end = now_ms() + 5000;
+  while (!sock_packets_pending(wb->uuid) && now_ms() < end)
+    tiny_wait();
+  if (!sock_packets_pending(wb->uuid)) {
+    h_fail_at(__FILE__, __LINE__, "the first writer queued nothing in 5 s");
+    return -1;
+  }
+  CHECK_EQ(wait_flag(&wb->done, 300), 0); /* it waits: the pool is full */
+  writer_start(wa);
+  CHECK_EQ(wait_flag(&wa->done, 300), 0); /* waits for a packet */
+  return 0;
+}
 
 TEST(pool_wait_ends_when_own_connection_closes) {
   /* B (peer never reads) holds the whole pool; a big write to A then waits
@@ -159,15 +175,8 @@ TEST(pool_wait_ends_when_own_connection_closes) {
   size_t nb = 4 * MiB, na = 1 * MiB;
   uint8_t *src = calloc(1, nb);
   writer_t wb = {.uuid = b.uuid, .buf = src, .n = nb};
-  writer_start(&wb); /* fills the pool with B's data, then waits */
-  int64_t end = now_ms() + 5000;
-  while (!sock_packets_pending(b.uuid) && now_ms() < end)
-    tiny_wait();
-  REQUIRE(sock_packets_pending(b.uuid));
-  CHECK_EQ(wait_flag(&wb.done, 300), 0); /* B's writer waits: pool full */
   writer_t wa = {.uuid = a.uuid, .buf = src, .n = na};
-  pthread_create(&wa.th, NULL, big_write_main, &wa);
-  CHECK_EQ(wait_flag(&wa.done, 300), 0); /* waits for a packet */
+  REQUIRE(writers_waiting_on_a_full_pool(&wa, &wb) == 0);
   CHECK_EQ(sock_packets_pending(a.uuid), 0);
   sock_force_close(a.uuid);
   CHECK_EQ(close_count(a.uuid), 1);
@@ -201,15 +210,8 @@ TEST(pool_wait_ends_when_own_peer_resets) {
   size_t nb = 4 * MiB, na = 1 * MiB;
   uint8_t *src = calloc(1, nb);
   writer_t wb = {.uuid = b.uuid, .buf = src, .n = nb};
-  writer_start(&wb);
-  int64_t end = now_ms() + 5000;
-  while (!sock_packets_pending(b.uuid) && now_ms() < end)
-    tiny_wait();
-  REQUIRE(sock_packets_pending(b.uuid));
-  CHECK_EQ(wait_flag(&wb.done, 300), 0);
   writer_t wa = {.uuid = a.uuid, .buf = src, .n = na};
-  writer_start(&wa);
-  CHECK_EQ(wait_flag(&wa.done, 300), 0);
+  REQUIRE(writers_waiting_on_a_full_pool(&wa, &wb) == 0);
   struct linger lg = {.l_onoff = 1, .l_linger = 0};
   setsockopt(a.raw, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   close(a.raw); /* RST */
