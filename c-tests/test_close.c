@@ -501,9 +501,7 @@ TEST(read_eof_still_delivers_queued) {
   CHECK_EQ(r, -1);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 23,
                .until_eof = 1};
-  drain_start(&d);
-  CHECK(sock_isvalid(c.uuid) == 0 || flush_until_closed(c.uuid, 20000));
-  drain_join(&d);
+  CHECK(drain_while_closing(&c, &d, 20000));
   CHECK_MSG(d.got == n, "peer got %zu of %zu queued bytes", d.got, n);
   CHECK_EQ(d.bad_at, SIZE_MAX);
   CHECK(d.eof);
@@ -590,21 +588,16 @@ TEST(is_closing_marks_a_pending_graceful_close) {
   CHECK_EQ(sock_is_closing(c.uuid), 0);
   CHECK_EQ(sock_is_closing(-1), 0);
   size_t n = 2 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 31);
-  CHECK_EQ(sock_write(c.uuid, src, n), 0);
+  write_pattern(c.uuid, n, 31);
   CHECK_EQ(sock_is_closing(c.uuid), 0);
   sock_close(c.uuid); /* the peer reads nothing yet: data stays queued */
   CHECK_EQ(sock_isvalid(c.uuid), 1);
   CHECK_EQ(sock_is_closing(c.uuid), 1);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 31,
                .until_eof = 1};
-  drain_start(&d);
-  CHECK(flush_until_closed(c.uuid, 10000));
-  drain_join(&d);
+  CHECK(drain_while_closing(&c, &d, 10000));
   CHECK_EQ(d.got, n);
   CHECK_EQ(sock_is_closing(c.uuid), 0); /* closed: invalid now */
-  free(src);
   close(c.raw);
 }
 
@@ -617,16 +610,11 @@ static void close_with_unread_input(conn_t *c) {
   REQUIRE(write(c->raw, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1));
   REQUIRE(wait_fd(c->lfd, POLLIN, 5000) & POLLIN); /* it has arrived */
   size_t n = 1 * MiB;
-  uint8_t *src = malloc(n);
-  fill_pattern(src, n, 0, 37);
-  CHECK_EQ(sock_write(c->uuid, src, n), 0);
-  free(src);
+  write_pattern(c->uuid, n, 37);
   sock_close(c->uuid);
   drain_t d = {.fd = c->raw, .expect = n, .check = 1, .seed = 37,
                .until_eof = 1};
-  drain_start(&d);
-  CHECK(sock_isvalid(c->uuid) == 0 || flush_until_closed(c->uuid, 20000));
-  drain_join(&d);
+  CHECK(drain_while_closing(c, &d, 20000));
   CHECK_MSG(d.got == n, "peer got %zu of %zu bytes (error: %s)", d.got, n,
             d.err ? strerror(d.err) : "none");
   CHECK_EQ(d.bad_at, SIZE_MAX);

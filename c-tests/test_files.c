@@ -193,9 +193,7 @@ TEST(sendfile_closes_after_close_request) {
   sock_close(c.uuid);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 12,
                .until_eof = 1};
-  drain_start(&d);
-  CHECK(flush_until_closed(c.uuid, 20000));
-  drain_join(&d);
+  CHECK(drain_while_closing(&c, &d, 20000));
   CHECK_EQ(d.got, n);
   CHECK_EQ(d.bad_at, SIZE_MAX);
   CHECK(d.eof);

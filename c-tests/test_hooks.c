@@ -292,9 +292,7 @@ TEST(flush_hook_delivers_before_close) {
   CHECK_EQ(close_count(c.uuid), 0);
   drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 56,
                .until_eof = 1, .timeout_ms = 10000};
-  drain_start(&d);
-  CHECK(flush_until_closed(c.uuid, 20000));
-  drain_join(&d);
+  CHECK(drain_while_closing(&c, &d, 20000));
   CHECK_MSG(d.got == n, "peer got %zu of %zu bytes (hook held %zu)", d.got, n,
             bh.len);
   CHECK_EQ(d.bad_at, SIZE_MAX);

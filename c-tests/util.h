@@ -586,6 +586,16 @@ U int drain_start(drain_t *d) {
 }
 U void drain_join(drain_t *d) { pthread_join(d->th, NULL); }
 
+/* The raw peer of c reads (d) while the library flushes c until it has
+ * closed (a pending sock_close, or one already done). Returns 1 when c
+ * closed within ms; d holds what the peer read. */
+U int drain_while_closing(conn_t *c, drain_t *d, int ms) {
+  drain_start(d);
+  int closed = flush_until_closed(c->uuid, ms); /* 1 at once if closed */
+  drain_join(d);
+  return closed;
+}
+
 /* ---- packet pool bound --------------------------------------------------*/
 
 /* checks out one packet (trying for up to 20 s), reports 'y' or 'n' on the
