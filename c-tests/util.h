@@ -197,12 +197,23 @@ U size_t lib_read_n(intptr_t uuid, void *buf, size_t n, int ms) {
   return got;
 }
 
-/* Write all bytes to a raw fd (blocking-ish with poll). */
+/* Write all bytes to a raw fd within `ms` milliseconds: 0 when all went,
+ * -1 on error or when the deadline passed. On sockets each send is
+ * non-blocking (MSG_DONTWAIT), so a peer that stops reading makes this fail
+ * at the deadline instead of hanging the test in a blocking write; other
+ * fds (pipes) should be non-blocking for the same promise. */
 U int raw_write_all(int fd, const void *buf, size_t n, int ms) {
   size_t done = 0;
   int64_t end = now_ms() + ms;
+  int sock = 1;
   while (done < n) {
-    ssize_t w = write(fd, (const char *)buf + done, n - done);
+    const char *p = (const char *)buf + done;
+    ssize_t w = sock ? send(fd, p, n - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+                     : write(fd, p, n - done);
+    if (w < 0 && sock && errno == ENOTSOCK) {
+      sock = 0;
+      continue;
+    }
     if (w > 0) {
       done += (size_t)w;
       continue;
