@@ -10,7 +10,9 @@
 #include "util.h"
 
 #define MAXFD 4096
-#define IDLE_MS 300
+/* Long against the busy client's pace (IDLE_MS / 10), so only a stall of
+ * most of a second could expire it on a loaded machine. */
+#define IDLE_MS 1000
 
 typedef struct {
   intptr_t uuid;
@@ -59,6 +61,10 @@ void sock_touch(intptr_t uuid) {
 }
 
 static atomic_int stop;
+/* Idle timeouts start once every client has had its first round: 40
+ * rounds one after another may take longer than IDLE_MS on a loaded
+ * machine, and a client waiting for its turn is not idle. */
+static atomic_int timeouts_armed;
 static intptr_t srv;
 
 static void serve_readable(intptr_t uuid) {
@@ -109,6 +115,8 @@ static void *server(void *arg) {
         serve_readable(uuid);
     }
     /* idle timeouts, driven by sock_touch */
+    if (!atomic_load(&timeouts_armed))
+      continue;
     intptr_t expired[MAXFD];
     int ne = 0;
     int64_t now = now_ms();
@@ -171,11 +179,12 @@ TEST(echo_server_with_idle_timeouts) {
     fds[i] = -1;
   }
   /* one client stays busy beyond the idle timeout: sock_touch keeps it */
+  atomic_store(&timeouts_armed, 1);
   int busy = fds[N - 1];
-  int64_t until = now_ms() + 3 * IDLE_MS;
+  int64_t until = now_ms() + 2 * IDLE_MS;
   while (now_ms() < until) {
     CHECK(echo_round(busy, 10, 99));
-    wait_fd(-1, 0, IDLE_MS / 6); /* paced traffic, not synchronisation */
+    wait_fd(-1, 0, IDLE_MS / 10); /* paced traffic, not synchronisation */
   }
   /* the idle ones were closed by the server: each sees EOF */
   for (int i = N / 3; i < N - 1; i++)
