@@ -488,7 +488,7 @@ U void expect_raw_bytes(conn_t *c, const char *expect, size_t n) {
 
 U void conn_force_close(conn_t *c) {
   sock_force_close(c->uuid);
-  close(c->raw);
+  conn_close_raw(c);
 }
 
 /* sock_write n pattern bytes (seed) from a buffer freed right after the

@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.." || exit 2
 root=$PWD
 mode=${1:-quick}
 OUT=${RL_OUT:-build/reliability}
-[[ $OUT == /* ]] || OUT=$OUT # absolute: the programs run from elsewhere too
+[[ $OUT == /* ]] || OUT=$root/$OUT # absolute: rpaths and LD_PRELOAD hold from any directory
 CC=${CC:-cc}
 CFLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -Iinclude)
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined
