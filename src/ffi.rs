@@ -1,35 +1,26 @@
 //! The C surface: every function of `libsock.h`.
 //!
-//! Each function checks its arguments, converts types, calls into `io`, and
-//! turns the result into the documented return value and `errno`. Nothing
-//! panics across: [`guard`] catches a panic and returns the function's error
-//! value with `errno` set to `EIO`. The doc comments below are the header's
-//! documentation.
+//! Each function checks its arguments, converts types, calls into `io`,
+//! `write` or `flush`, and turns the result into the documented return value
+//! and `errno`. Nothing panics across: [`guard`] catches a panic and returns
+//! the function's error value with `errno` set to `EIO`. The doc comments
+//! below are the header's documentation.
 
 use std::ffi::{CStr, c_char};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use libc::{c_int, c_void, size_t, ssize_t};
 use nix::errno::Errno;
 
+use crate::boundary::guard;
 use crate::callbacks::{self, TaskFn};
+use crate::flush;
 use crate::io;
 use crate::pool;
 use crate::sys;
 use crate::table;
 use crate::types::{sock_packet_s, sock_rw_hook_s, sock_write_info_s};
 use crate::uuid::INVALID;
-
-/// Runs `f`, turning a panic into `on_panic` (errno `EIO`).
-pub fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(_) => {
-            sys::set_errno(Errno::EIO);
-            on_panic
-        }
-    }
-}
+use crate::write;
 
 /// `Ok(v)` → `v`; `Err(e)` → `fail` with `errno = e`.
 fn ret<T>(r: Result<T, Errno>, fail: T) -> T {
@@ -233,7 +224,7 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
 /// the pool.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
-    guard(-1, || ret(io::write(&options).map(|()| 0), -1))
+    guard(-1, || ret(write::write(&options).map(|()| 0), -1))
 }
 
 /// Writes as much queued data as the kernel (or the write hook) takes now;
@@ -245,7 +236,7 @@ pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
 /// now closed. Calls `sock_touch` when bytes were moved.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_flush(uuid: isize) -> ssize_t {
-    guard(-1, || ret(io::flush(uuid).map(|()| 0), -1))
+    guard(-1, || ret(flush::flush(uuid).map(|()| 0), -1))
 }
 
 /// Returns once everything queued on the connection was sent, or the
@@ -253,14 +244,14 @@ pub extern "C" fn sock_flush(uuid: isize) -> ssize_t {
 /// spinning. A peer that never reads blocks the caller until it goes away.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_flush_strong(uuid: isize) {
-    guard((), || io::flush_strong(uuid))
+    guard((), || flush::flush_strong(uuid))
 }
 
 /// Calls `sock_flush` for every connection with queued data (skipping those
 /// another thread is busy with right now).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_flush_all() {
-    guard((), io::flush_all)
+    guard((), flush::flush_all)
 }
 
 /// Marks the connection for closing once all queued data is sent, and
@@ -304,7 +295,7 @@ pub extern "C" fn sock_checkout_packet() -> *mut sock_packet_s {
 /// it is touched).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_send_packet(uuid: isize, packet: *mut sock_packet_s) -> ssize_t {
-    guard(-1, || ret(io::send_packet(uuid, packet).map(|()| 0), -1))
+    guard(-1, || ret(write::send_packet(uuid, packet).map(|()| 0), -1))
 }
 
 /// Returns non-zero when the connection has data waiting to be sent (in its

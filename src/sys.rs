@@ -223,6 +223,25 @@ pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
     let _ = poll(&mut polled, PollTimeout::from(timeout_ms));
 }
 
+/// Waits until one of `fds` is readable (or fails), at most `timeout`;
+/// returns, for each fd, whether it is. Negative fds are never ready (they
+/// only make the call wait for the timeout).
+pub fn wait_readable(fds: &[RawFd], timeout: std::time::Duration) -> Vec<bool> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: `polled` is a valid array of pollfd for its length; poll
+    // ignores entries with a negative fd.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
+    polled.iter().map(|p| n > 0 && p.revents != 0).collect()
+}
+
 /// Blocks `SIGPIPE` for the calling thread while alive, and swallows a
 /// `SIGPIPE` that a write raised meanwhile, so that writing to a vanished peer
 /// (a pipe, or `sendfile` into a socket) fails with `EPIPE` instead of killing

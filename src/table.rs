@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::queue::{Entry, WriteQueue};
+use crate::state::SendState;
 use crate::sys;
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
@@ -65,18 +66,14 @@ pub struct Conn {
     pub hooks: *mut sock_rw_hook_s,
     /// `sock_close` was called: close once everything is sent.
     pub close_when_done: bool,
-    /// A thread is flushing (has entries out of the queue or is in the flush
-    /// hook); others leave the flushing to it.
-    pub flushing: bool,
     /// The flush hook reported bytes still buffered.
     pub hook_pending: bool,
-    /// The socket is full: the last send stopped because the kernel took no
-    /// more (`EAGAIN`, or a short write). Small writes then queue without a
-    /// system call of their own (the event loop's `sock_flush` on
-    /// writability — which the kernel owes the program after refusing data —
-    /// or a write that completes a packet, sends them), so a slow reader
-    /// costs no system call per message.
-    pub blocked: bool,
+    /// Who sends the queued bytes and what the kernel owes: see
+    /// [`crate::state`] for the states and the liveness rule they keep.
+    pub send: SendState,
+    /// Flushes in a row that a write hook made no progress in (the waker's
+    /// delay doubles with each).
+    pub stalls: u8,
     /// A write larger than the free pool is being queued in parts; other
     /// writers wait so its bytes stay together.
     pub streaming: bool,
@@ -107,9 +104,9 @@ impl Conn {
             urgent_waiting: VecDeque::new(),
             hooks: std::ptr::null_mut(),
             close_when_done: false,
-            flushing: false,
             hook_pending: false,
-            blocked: false,
+            send: SendState::Idle,
+            stalls: 0,
             streaming: false,
             streaming_by: None,
             after_stream: VecDeque::new(),
@@ -132,17 +129,36 @@ impl Conn {
     /// Has data waiting to be sent (queue, in flight, or in the hook).
     pub fn pending(&self) -> bool {
         !self.queue.is_empty()
-            || self.flushing
+            || self.send.is_sending()
             || !self.urgent_waiting.is_empty()
             || !self.after_stream.is_empty()
             || self.hook_pending
+    }
+
+    /// The connection's hooks, copied (the program may change them later).
+    pub fn hooks(&self) -> Option<sock_rw_hook_s> {
+        // SAFETY: a non-null hook pointer was lent by the program through
+        // sock_rw_hook_set and must stay valid while set.
+        (!self.hooks.is_null()).then(|| unsafe { *self.hooks })
+    }
+
+    /// Places urgent entries that waited aside: before the first queued
+    /// entry that may be interrupted. They wait while a large write queues
+    /// its parts (so they never land inside it); the sender calls this when
+    /// its batch is back in the queue.
+    pub fn place_urgent(&mut self) {
+        if !self.urgent_waiting.is_empty() && !self.streaming {
+            let waiting: Vec<Entry> = self.urgent_waiting.drain(..).collect();
+            self.queue.push_urgent(waiting);
+        }
     }
 }
 
 /// One fd's slot.
 pub struct Slot {
     pub conn: Mutex<Conn>,
-    /// Signalled when `streaming` or `flushing` ends, or the connection closes.
+    /// Signalled when `streaming` ends, a sender takes the lock back, or the
+    /// connection closes.
     pub changed: Condvar,
 }
 
@@ -185,9 +201,9 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     };
     c.open = false;
     c.close_when_done = false;
-    c.flushing = false;
     c.hook_pending = false;
-    c.blocked = false;
+    c.send = SendState::Idle;
+    c.stalls = 0;
     c.streaming = false;
     c.streaming_by = None;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
@@ -233,12 +249,53 @@ pub fn finish(c: Closed) {
 
 /// Leaves a system call made while pinned: unpins, and hands back closes
 /// that were waiting for the last thread out.
-pub fn unpin(c: &mut Conn) -> Vec<Closed> {
+fn unpin(c: &mut Conn) -> Vec<Closed> {
     c.pins -= 1;
     if c.pins == 0 {
         std::mem::take(&mut c.deferred)
     } else {
         Vec::new()
+    }
+}
+
+/// A connection left unlocked while this thread is inside a system call or
+/// hook on its fd. Its fd stays open (pinned: a close waits for the last
+/// thread out, so the number cannot be reused under it) until
+/// [`Pinned::relock`] — or until the guard is dropped unused, on a panic,
+/// which unpins and finishes the closes that waited, so nothing is wedged.
+#[must_use]
+pub struct Pinned {
+    slot: &'static Slot,
+    relocked: bool,
+}
+
+impl Pinned {
+    /// Pins the connection and releases its lock.
+    pub fn new(slot: &'static Slot, mut c: MutexGuard<'static, Conn>) -> Pinned {
+        c.pins += 1;
+        drop(c);
+        Pinned {
+            slot,
+            relocked: false,
+        }
+    }
+
+    /// Takes the lock back and unpins; returns the closes that waited for
+    /// this thread (to be finished once the lock is released).
+    pub fn relock(mut self) -> (MutexGuard<'static, Conn>, Vec<Closed>) {
+        self.relocked = true;
+        let mut c = self.slot.conn.lock();
+        let closes = unpin(&mut c);
+        (c, closes)
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if !self.relocked {
+            let closes = unpin(&mut self.slot.conn.lock());
+            closes.into_iter().for_each(finish);
+        }
     }
 }
 

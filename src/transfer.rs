@@ -15,19 +15,38 @@ use crate::sys;
 use crate::types::{BUFFER_FILE_READ_SIZE, sock_rw_hook_s};
 
 /// What one transfer round achieved.
+#[derive(Default)]
 pub struct Transfer {
     /// Bytes handed to the kernel or to the write hook.
     pub moved: usize,
-    /// The destination can take nothing more now (`EAGAIN`).
-    pub blocked: bool,
+    /// The kernel took nothing more: `EAGAIN`, or a short write straight to
+    /// the fd (the kernel then owes an `EPOLLOUT`). A write hook's short
+    /// write is not a refusal: a TLS hook takes one record per call.
+    pub refused: bool,
+    /// Nothing more moved for a reason the kernel will not report on the
+    /// socket.
+    pub stalled: Option<Stall>,
     /// The connection failed (the error), or a file could not be read.
     pub failed: Option<Errno>,
+}
+
+/// Why a transfer stopped without a refusal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stall {
+    /// The file source has no data yet (an empty non-blocking pipe): look
+    /// again when this fd is readable.
+    Source(RawFd),
+    /// The write hook wrote nothing without refusing (0, or `EINTR` again
+    /// and again).
+    Hook,
 }
 
 /// Largest `sendfile` request (Linux transfers at most this much per call).
 const SENDFILE_MAX: usize = 0x7fff_f000;
 /// System calls one round may make on a single file before yielding.
 const FILE_ROUNDS: usize = 16;
+/// `EINTR` answers of a write hook retried at once, in a row.
+const HOOK_EINTR_RETRIES: usize = 8;
 
 /// Where bytes go: the socket itself, or the connection's write hook.
 pub struct Sink {
@@ -44,21 +63,44 @@ impl Sink {
         self.hooks.and_then(|h| h.write)
     }
 
-    /// Writes one buffer through the hook or the fd.
-    fn write_one(&self, buf: &[u8]) -> isize {
-        match self.write_hook() {
+    /// Writes one buffer through the hook or straight to the fd, and
+    /// accounts for it in `t`: the bytes taken, or `None` when the sink took
+    /// nothing more (`t` says why).
+    fn write_one(&self, buf: &[u8], t: &mut Transfer) -> Option<usize> {
+        let Some(w) = self.write_hook() else {
+            let iov = [iovec {
+                iov_base: buf.as_ptr() as *mut _,
+                iov_len: buf.len(),
+            }];
+            // SAFETY: the iovec describes `buf`.
+            let n = unsafe { sys::write_vectored(self.fd, &iov, self.socket) };
+            return took_direct(n, buf.len(), t);
+        };
+        for _ in 0..HOOK_EINTR_RETRIES {
             // SAFETY: the hook receives a valid buffer for the call; it is
             // the program's code, called with no library lock held.
-            Some(w) => unsafe { w(self.uuid, buf.as_ptr().cast(), buf.len()) },
-            None => {
-                let iov = [iovec {
-                    iov_base: buf.as_ptr() as *mut _,
-                    iov_len: buf.len(),
-                }];
-                // SAFETY: the iovec describes `buf`.
-                unsafe { sys::write_vectored(self.fd, &iov, self.socket) }
+            let n = unsafe { w(self.uuid, buf.as_ptr().cast(), buf.len()) };
+            match n {
+                n if n > 0 => {
+                    t.moved += n as usize;
+                    return Some(n as usize);
+                }
+                0 => break,
+                _ => match Errno::last() {
+                    Errno::EINTR => continue,
+                    Errno::EAGAIN => {
+                        t.refused = true;
+                        return None;
+                    }
+                    e => {
+                        t.failed = Some(e);
+                        return None;
+                    }
+                },
             }
         }
+        t.stalled = Some(Stall::Hook);
+        None
     }
 
     /// Whether a write can raise `SIGPIPE` (so a guard is needed).
@@ -69,21 +111,28 @@ impl Sink {
     }
 }
 
-/// Classifies a failed transfer call by `errno`.
-fn failure(t: &mut Transfer) {
-    match Errno::last() {
-        Errno::EAGAIN | Errno::EINTR => t.blocked = true,
-        e => t.failed = Some(e),
+/// Accounts for a system call that wrote `n` of `wanted` bytes straight to
+/// the fd (`EINTR` was retried below): a short count or `EAGAIN` is a
+/// refusal. Returns the bytes taken, `None` when it took nothing more.
+fn took_direct(n: isize, wanted: usize, t: &mut Transfer) -> Option<usize> {
+    if n < 0 {
+        match Errno::last() {
+            Errno::EAGAIN => t.refused = true,
+            e => t.failed = Some(e),
+        }
+        return None;
     }
+    let n = n as usize;
+    t.moved += n;
+    if n < wanted {
+        t.refused = true;
+    }
+    (n > 0).then_some(n)
 }
 
 /// Sends what it can of `batch` (taken with `WriteQueue::take_batch`).
 pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
-    let mut t = Transfer {
-        moved: 0,
-        blocked: false,
-        failed: None,
-    };
+    let mut t = Transfer::default();
     let _guard = sink
         .needs_sigpipe_guard(batch)
         .then(sys::SigpipeGuard::block);
@@ -101,7 +150,7 @@ pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
         _ if sink.write_hook().is_some() => {
             for e in batch.iter_mut() {
                 send_mem_one(e, sink, &mut t);
-                if t.blocked || t.failed.is_some() {
+                if !e.is_done() {
                     break;
                 }
             }
@@ -134,14 +183,12 @@ fn send_mem_gathered(batch: &mut [Entry], sink: &Sink, t: &mut Transfer) {
     if n == 0 {
         return;
     }
+    let wanted: usize = iov[..n].iter().map(|v| v.iov_len).sum();
     // SAFETY: each iovec describes unsent bytes of an entry we own.
     let wrote = unsafe { sys::write_vectored(sink.fd, &iov[..n], sink.socket) };
-    if wrote < 0 {
-        failure(t);
+    let Some(mut left) = took_direct(wrote, wanted, t) else {
         return;
-    }
-    let mut left = wrote as usize;
-    t.moved += left;
+    };
     for e in batch.iter_mut() {
         if let Body::Mem { len, sent, .. } = &mut e.body {
             let step = (*len - *sent).min(left);
@@ -150,12 +197,10 @@ fn send_mem_gathered(batch: &mut [Entry], sink: &Sink, t: &mut Transfer) {
             e.started |= step > 0;
         }
     }
-    if t.moved == 0 {
-        t.blocked = true;
-    }
 }
 
-/// Writes one memory entry through the hook until done or blocked.
+/// Writes one memory entry through the hook until done or the hook takes
+/// nothing more.
 fn send_mem_one(e: &mut Entry, sink: &Sink, t: &mut Transfer) {
     while let Body::Mem { ptr, len, sent } = &mut e.body {
         if *sent >= *len {
@@ -163,27 +208,12 @@ fn send_mem_one(e: &mut Entry, sink: &Sink, t: &mut Transfer) {
         }
         // SAFETY: sent < len: the rest of the entry's buffer.
         let rest = unsafe { std::slice::from_raw_parts(ptr.add(*sent), *len - *sent) };
-        let Some(n) = took(sink.write_one(rest), t) else {
+        let Some(n) = sink.write_one(rest, t) else {
             return;
         };
         *sent += n;
         e.started = true;
     }
-}
-
-/// Accounts for one write through the sink: the bytes it took, or `None`
-/// when it took nothing (the sink is full: blocked) or failed (recorded).
-fn took(wrote: isize, t: &mut Transfer) -> Option<usize> {
-    if wrote < 0 {
-        failure(t);
-        return None;
-    }
-    if wrote == 0 {
-        t.blocked = true;
-        return None;
-    }
-    t.moved += wrote as usize;
-    Some(wrote as usize)
 }
 
 fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
@@ -208,8 +238,8 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
                 return;
             }
             match Errno::last() {
-                Errno::EAGAIN | Errno::EINTR => {
-                    t.blocked = true;
+                Errno::EAGAIN => {
+                    t.refused = true;
                     return;
                 }
                 // The file (or this kernel) cannot do sendfile: read and write.
@@ -237,7 +267,9 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
                     continue;
                 }
                 if Errno::last() == Errno::EAGAIN {
-                    t.blocked = true;
+                    // The source has nothing yet (an empty pipe): the
+                    // socket is not full, so no EPOLLOUT will come.
+                    t.stalled = Some(Stall::Source(f.fd));
                     return;
                 }
                 t.failed = Some(Errno::last());
@@ -252,10 +284,13 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
             f.offset += got as libc::off_t;
             f.remaining -= got as u64;
         }
-        let Some(n) = took(sink.write_one(&stage.buf[stage.start..stage.end]), t) else {
+        let Some(n) = sink.write_one(&stage.buf[stage.start..stage.end], t) else {
             return;
         };
         stage.start += n;
+        if t.refused {
+            return;
+        }
         if stage.start >= stage.end {
             // Keep the buffer for the next chunk unless the file is done.
             if f.remaining == 0 {

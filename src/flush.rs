@@ -1,0 +1,364 @@
+//! The flusher: sends a connection's queued bytes with the slot lock
+//! released, one batch at a time, and settles the connection's send state
+//! ([`crate::state::SendState`]) when it stops — the one place that decides
+//! whether to keep sending, stop because the kernel refused data (an
+//! `EPOLLOUT` is owed), hand the connection to the waker, or report the
+//! queue drained (and complete a pending graceful close).
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use libc::c_void;
+use nix::errno::Errno;
+use parking_lot::MutexGuard;
+
+use crate::callbacks;
+use crate::queue::Entry;
+use crate::state::{Request, Round, SendState, Settle};
+use crate::sys;
+use crate::table::{self, CloseKind, Closed, Conn, Pinned, Slot, close_locked, table};
+use crate::transfer::{self, Sink, Stall};
+use crate::types::sock_rw_hook_s;
+use crate::uuid;
+use crate::waker;
+
+/// Task handed to the program's `async_run`: flush one connection.
+unsafe extern "C" fn flush_task(arg: *mut c_void) {
+    crate::boundary::guard((), || {
+        let _ = flush(arg as isize);
+    });
+}
+
+/// Flushes after bytes were queued: through the program's task queue when
+/// it has one, inline otherwise.
+pub fn schedule(id: isize) {
+    if !callbacks::defer(flush_task, id) {
+        let _ = flush(id);
+    }
+}
+
+fn me() -> std::thread::ThreadId {
+    std::thread::current().id()
+}
+
+/// `sock_flush`: writes what the kernel takes now; closes the connection
+/// when it was marked for closing and nothing is left. A request that meets
+/// another thread sending is recorded for that thread, which looks again
+/// before it stops.
+pub fn flush(id: isize) -> Result<(), Errno> {
+    let Some(mut l) = table::lock(id) else {
+        return Err(Errno::ENODEV);
+    };
+    if l.conn.send.request(me()) != Request::Start {
+        return Ok(());
+    }
+    let mut f = Flusher {
+        id,
+        fd: l.fd,
+        counter: l.counter,
+        slot: l.slot,
+        moved: false,
+        batch: Vec::new(),
+        later: Vec::new(),
+        stall: None,
+        turn: true,
+    };
+    let result = f.run(l.conn);
+    drop(f);
+    result
+}
+
+/// One thread's turn as a connection's sender.
+struct Flusher {
+    id: isize,
+    fd: RawFd,
+    counter: u32,
+    slot: &'static Slot,
+    /// Bytes reached the kernel or the write hook (`sock_touch` is due).
+    moved: bool,
+    /// Entries taken out of the queue while sending them without the lock.
+    batch: Vec<Entry>,
+    /// Closes handed back when unpinning, finished once the lock is released.
+    later: Vec<Closed>,
+    /// Why the last round stalled.
+    stall: Option<Stall>,
+    /// The connection is still in `SendState::Sending` by this thread: cleared
+    /// by every way out of the turn; a turn left by a panic is ended by
+    /// `Drop`, so the connection is never wedged.
+    turn: bool,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        if self.turn {
+            // Left by a panic: put the batch back and hand the connection
+            // to the waker, so what is queued is still sent.
+            let mut c = self.slot.conn.lock();
+            if c.is(self.counter) && c.send.sending_by(me()) {
+                c.queue.put_back(self.batch.drain(..));
+                c.send = SendState::Waiting;
+                waker::watch(self.id, None, Duration::ZERO);
+            }
+            self.slot.changed.notify_all();
+        }
+        // What a closed connection left us is released outside the lock.
+        self.batch.clear();
+        std::mem::take(&mut self.later)
+            .into_iter()
+            .for_each(table::finish);
+        if self.moved {
+            callbacks::touch(self.id);
+        }
+    }
+}
+
+/// What the lock-released part of a round leaves to do.
+enum Next {
+    /// The connection is still ours: settle this round.
+    Settle(MutexGuard<'static, Conn>, Round),
+    /// The turn ended with this result (the connection closed or failed).
+    Stop(Result<(), Errno>),
+}
+
+impl Flusher {
+    fn run(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+        // The flush hook reported nothing buffered since the queue was last
+        // found non-empty.
+        let mut hook_clean = false;
+        loop {
+            c.place_urgent();
+            let hooks = c.hooks();
+            let next = if !c.queue.is_empty() {
+                hook_clean = false;
+                self.send_batch(c, hooks)
+            } else if let Some(hook_flush) = hooks.and_then(|h| h.flush)
+                && !hook_clean
+            {
+                // Bytes the hook buffers (TLS records) are queued data too.
+                let next = self.hook_flush(c, hook_flush);
+                if let Next::Settle(c, _) = &next {
+                    hook_clean = !c.hook_pending;
+                }
+                next
+            } else {
+                return self.drained(c);
+            };
+            c = match next {
+                Next::Settle(mut c, round) => match c.send.settle(round) {
+                    Settle::Continue => c,
+                    Settle::Owed => return self.end(c, Ok(())),
+                    Settle::Watch => {
+                        self.watch(&mut c);
+                        return self.end(c, Ok(()));
+                    }
+                },
+                Next::Stop(result) => return result,
+            };
+        }
+    }
+
+    /// Ends the turn (the state was settled), releasing the lock.
+    fn end(&mut self, c: MutexGuard<'static, Conn>, r: Result<(), Errno>) -> Result<(), Errno> {
+        self.turn = false;
+        drop(c);
+        self.slot.changed.notify_all();
+        r
+    }
+
+    /// Hands the connection to the waker: for a source with no data yet,
+    /// when it is readable; for a hook that wrote nothing, after a delay
+    /// that doubles with each stall in a row.
+    fn watch(&mut self, c: &mut Conn) {
+        let (fd, delay) = match self.stall {
+            Some(Stall::Source(fd)) => (Some(fd), Duration::from_millis(100)),
+            _ => {
+                c.stalls = c.stalls.saturating_add(1);
+                let ms = 1u64 << (c.stalls - 1).min(6);
+                (None, Duration::from_millis(ms))
+            }
+        };
+        waker::watch(self.id, fd, delay);
+    }
+
+    /// Sends a batch of entries with the lock released.
+    fn send_batch(
+        &mut self,
+        mut c: MutexGuard<'static, Conn>,
+        hooks: Option<sock_rw_hook_s>,
+    ) -> Next {
+        c.queue
+            .take_batch(hooks.is_some_and(|h| h.write.is_some()), &mut self.batch);
+        let sink = Sink {
+            fd: self.fd,
+            uuid: self.id,
+            socket: c.socket,
+            hooks,
+        };
+        let pinned = Pinned::new(self.slot, c);
+        let t = transfer::send(&mut self.batch, &sink);
+        let done = self.batch.iter().take_while(|e| e.is_done()).count();
+        // Finished entries are released before the lock is taken back.
+        self.batch.drain(..done);
+        self.moved |= t.moved > 0;
+        let Some(mut c) = self.relock(pinned) else {
+            return Next::Stop(Err(Errno::ENODEV));
+        };
+        c.queue.put_back(self.batch.drain(..));
+        if let Some(e) = t.failed {
+            return self.fail(c, e);
+        }
+        self.stall = t.stalled;
+        let round = if t.refused {
+            Round::Refused
+        } else if t.stalled.is_some() {
+            Round::Stalled
+        } else if t.moved > 0 || done > 0 {
+            c.stalls = 0;
+            Round::Progress
+        } else {
+            // Nothing moved and nothing said why: never spin on it.
+            self.stall = Some(Stall::Hook);
+            Round::Stalled
+        };
+        Next::Settle(c, round)
+    }
+
+    /// Calls the connection's flush hook with the lock released.
+    fn hook_flush(
+        &mut self,
+        c: MutexGuard<'static, Conn>,
+        hook_flush: unsafe extern "C" fn(isize) -> isize,
+    ) -> Next {
+        let pinned = Pinned::new(self.slot, c);
+        let left = {
+            let _guard = sys::SigpipeGuard::block();
+            // SAFETY: the program's hook, called with no lock held.
+            unsafe { hook_flush(self.id) }
+        };
+        let err = Errno::last();
+        let Some(mut c) = self.relock(pinned) else {
+            return Next::Stop(Err(Errno::ENODEV));
+        };
+        if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
+            return self.fail(c, err);
+        }
+        c.hook_pending = left != 0;
+        let round = match left {
+            0 => Round::Progress,
+            // EINTR: nothing said about the transport; try again later.
+            _ if left < 0 && err == Errno::EINTR => {
+                self.stall = Some(Stall::Hook);
+                Round::Stalled
+            }
+            // The hook still holds bytes: its transport refused them.
+            _ => Round::Refused,
+        };
+        Next::Settle(c, round)
+    }
+
+    /// Nothing left to send: nothing is owed. Completes a pending graceful
+    /// close — unless a write is still queuing its parts (it flushes again
+    /// when done), so that no write is cut short by the close.
+    fn drained(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+        c.send.drained();
+        c.stalls = 0;
+        if c.close_when_done && !c.hook_pending && !c.streaming {
+            self.turn = false;
+            let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
+            drop(c);
+            closing.complete();
+            return Err(Errno::ENODEV);
+        }
+        self.end(c, Ok(()))
+    }
+
+    /// Takes the lock back after a system call or hook; returns the guard if
+    /// the connection is still the one being flushed (else the turn ended
+    /// with the close, which reset the state).
+    fn relock(&mut self, pinned: Pinned) -> Option<MutexGuard<'static, Conn>> {
+        let (c, closes) = pinned.relock();
+        self.later.extend(closes);
+        self.slot.changed.notify_all();
+        if !c.is(self.counter) {
+            self.turn = false;
+            return None;
+        }
+        Some(c)
+    }
+
+    /// The connection failed: close it now, dropping what is queued.
+    fn fail(&mut self, mut c: MutexGuard<'static, Conn>, e: Errno) -> Next {
+        self.turn = false;
+        let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Force);
+        drop(c);
+        closing.complete();
+        Next::Stop(Err(e))
+    }
+}
+
+/// `sock_flush_strong`: flush until nothing is pending or the connection is
+/// gone, waiting for writability in between. From inside a hook or callback
+/// of the connection's own sender it returns at once (that sender goes on
+/// when the hook returns; waiting for it would wait for ourselves).
+pub fn flush_strong(id: isize) {
+    loop {
+        if flush(id).is_err() {
+            return;
+        }
+        let Some(mut l) = table::lock(id) else {
+            return;
+        };
+        if !l.conn.pending() {
+            return;
+        }
+        match l.conn.send {
+            SendState::Sending { by, .. } if by == me() => return,
+            SendState::Sending { .. } | SendState::Waiting => {
+                // Another thread, or the waker, will send: wait for it.
+                l.slot
+                    .changed
+                    .wait_for(&mut l.conn, Duration::from_millis(50));
+            }
+            SendState::Idle | SendState::Owed => {
+                let fd = l.fd;
+                drop(l);
+                sys::wait_writable(&[fd], 50);
+            }
+        }
+    }
+}
+
+/// `sock_flush_all`: a flush request for every connection with data
+/// waiting (recorded for those another thread is sending).
+pub fn flush_all() {
+    table().for_each(|fd, slot| {
+        let id = {
+            let c = slot.conn.lock();
+            (c.open && c.pending()).then(|| uuid::encode(fd, c.counter))
+        };
+        if let Some(id) = id {
+            let _ = flush(id);
+        }
+    });
+}
+
+/// Lets pool waiters make progress: flush every connection, then wait a
+/// little for the kernel to accept more.
+pub fn make_progress() {
+    flush_all();
+    if crate::pool::available() > 0 {
+        return;
+    }
+    let mut fds = Vec::new();
+    table().for_each(|fd, slot| {
+        if fds.len() < 256
+            && let Some(c) = slot.conn.try_lock()
+            && c.open
+            && c.pending()
+            && !c.send.is_sending()
+        {
+            fds.push(fd);
+        }
+    });
+    sys::wait_writable(&fds, 10);
+}

@@ -1,0 +1,393 @@
+//! The write path: `sock_write2` and `sock_send_packet` queue entries on a
+//! connection and, when its send state says nobody else will
+//! ([`crate::state::SendState::must_flush`]), flush them. An idle socket takes a
+//! caller's bytes straight from its buffer; bytes larger than the free pool
+//! are queued in parts while the pool drains.
+
+use std::os::fd::RawFd;
+
+use libc::c_void;
+use nix::errno::Errno;
+use parking_lot::MutexGuard;
+
+use crate::callbacks;
+use crate::flush::{self, make_progress};
+use crate::pool::{self, PoolPacket};
+use crate::queue::{Body, Entry, FileBody, Owner};
+use crate::state::SendState;
+use crate::sys;
+use crate::table::{self, CloseKind, Locked, close_locked};
+use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s, sock_write_info_s};
+
+/// Waits while another write streams into the connection.
+fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
+    while l.conn.streaming {
+        l.slot.changed.wait(&mut l.conn);
+        if !l.conn.is(l.counter) {
+            return Err(Errno::ENODEV);
+        }
+    }
+    Ok(())
+}
+
+/// Queues entries (normal or urgent) on a locked connection. On failure the
+/// entries come back, to be dropped once the lock is released.
+fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Errno, Vec<Entry>)> {
+    if urgent {
+        // Urgent data never waits: while entries are out of the queue being
+        // sent, or a write is queuing its parts, it waits aside (in order)
+        // and is placed once the whole queue is back.
+        let c = &mut *l.conn;
+        c.urgent_waiting.extend(entries);
+        if !c.send.is_sending() {
+            c.place_urgent();
+        }
+        return Ok(());
+    }
+    if l.conn.streaming_here() {
+        l.conn.after_stream.extend(entries);
+        return Ok(());
+    }
+    if let Err(e) = wait_turn(l) {
+        return Err((e, entries));
+    }
+    for e in entries {
+        l.conn.queue.push(e);
+    }
+    Ok(())
+}
+
+/// Queues `entries` on the connection `l` and flushes it unless someone
+/// else will.
+fn enqueue_and_flush(
+    mut l: Locked,
+    id: isize,
+    entries: Vec<Entry>,
+    urgent: bool,
+) -> Result<(), Errno> {
+    let r = enqueue(&mut l, entries, urgent);
+    let must_flush = l.conn.send.must_flush();
+    drop(l);
+    match r {
+        Ok(()) => {
+            if must_flush {
+                flush::schedule(id);
+            }
+            Ok(())
+        }
+        Err((e, entries)) => {
+            drop(entries);
+            Err(e)
+        }
+    }
+}
+
+/// Copies `data` into pool packets at the end of the queue. When the pool
+/// runs dry, the connection is reserved (`streaming`) and the rest is queued
+/// in parts as flushing frees packets, so several such writers never hold
+/// packets outside a queue (no deadlock) and no other write lands inside
+/// this one. Returns whether a new packet was queued (false: the bytes all
+/// fit in the last queued packet).
+fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bool, Errno> {
+    wait_turn(l)?;
+    let took = if sent_part {
+        0
+    } else {
+        l.conn.queue.append_to_tail(data)
+    };
+    let mut rest = &data[took..];
+    let mut first = took == 0 && !sent_part;
+    let mut pushed = false;
+    let mut peer_failed = false;
+    let result = loop {
+        if rest.is_empty() {
+            break Ok(pushed);
+        }
+        let packet = match pool::try_take() {
+            Some(p) => p,
+            None => {
+                l.conn.streaming = true;
+                l.conn.streaming_by = Some(std::thread::current().id());
+                let (slot, counter, fd) = (l.slot, l.counter, l.fd);
+                // Waiting is pointless once the connection closed, or its
+                // peer reset it (with nothing queued, no flush would notice).
+                let mut gone = || !slot.conn.lock().is(counter) || sys::peer_failed(fd);
+                let p = MutexGuard::unlocked(&mut l.conn, || {
+                    let _ = flush::flush(id);
+                    pool::take_unless(&mut gone, make_progress)
+                });
+                match p {
+                    Some(p) if l.conn.is(l.counter) => p,
+                    other => {
+                        if let Some(p) = other {
+                            pool::put(p);
+                        }
+                        // Still open here means its peer failed: it is
+                        // closed below, and the write fails like any write
+                        // whose connection closed meanwhile.
+                        peer_failed = l.conn.is(l.counter);
+                        break Err(Errno::ENODEV);
+                    }
+                }
+            }
+        };
+        let n = rest.len().min(BUFFER_PACKET_SIZE);
+        let storage = PoolPacket::storage(packet);
+        // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; n fits.
+        unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), storage, n) };
+        let mut entry = Entry::new(
+            Body::Mem {
+                ptr: storage,
+                len: n,
+                sent: 0,
+            },
+            Owner::Pool(packet),
+            first,
+        );
+        // The rest of a write whose head the kernel already took: nothing
+        // may be inserted before it.
+        entry.started = sent_part && !pushed;
+        l.conn.queue.push(entry);
+        first = false;
+        pushed = true;
+        rest = &rest[n..];
+    };
+    if l.conn.is(l.counter) && l.conn.streaming {
+        l.conn.streaming = false;
+        l.conn.streaming_by = None;
+        let c = &mut *l.conn;
+        for e in c.after_stream.drain(..) {
+            c.queue.push(e);
+        }
+        if !c.send.is_sending() {
+            c.place_urgent();
+        }
+        l.slot.changed.notify_all();
+    }
+    if peer_failed {
+        // The peer is gone: close the connection (callbacks run after the
+        // lock is released, through the usual path).
+        let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
+        MutexGuard::unlocked(&mut l.conn, || closing.complete());
+    }
+    result
+}
+
+/// Sends `data` straight from the caller's buffer when nothing is queued,
+/// nothing is owed or in flight (`SendState::Idle`), no hook is set and flushes
+/// run inline: one system call, no copy (the common case of a reader that
+/// keeps up). Returns the bytes the kernel took (0 when the fast path does
+/// not apply or the socket is full), or the connection's error.
+fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
+    let c = &mut *l.conn;
+    if !c.queue.is_empty()
+        || c.send != SendState::Idle
+        || c.streaming
+        || !c.urgent_waiting.is_empty()
+        || !c.hooks.is_null()
+        || !c.socket
+        || !callbacks::flushes_inline()
+    {
+        return Ok(0);
+    }
+    let iov = [libc::iovec {
+        iov_base: data.as_ptr() as *mut c_void,
+        iov_len: data.len(),
+    }];
+    // The slot lock is held: the fd cannot be closed meanwhile, and the call
+    // does not block (the socket is non-blocking).
+    // SAFETY: the iovec describes the caller's buffer.
+    let n = unsafe { sys::write_vectored(l.fd, &iov, true) };
+    if n >= 0 {
+        let n = n as usize;
+        // A short write means the socket is full now.
+        c.send.sent_inline(n < data.len());
+        return Ok(n);
+    }
+    match Errno::last() {
+        Errno::EAGAIN => {
+            c.send.sent_inline(true);
+            Ok(0)
+        }
+        e => Err(e),
+    }
+}
+
+/// The common `sock_write`: bytes the caller keeps. Sent at once when the
+/// socket is idle (see [`send_now`]); the rest is copied into pool packets
+/// and flushed — unless someone else will send them (an `EPOLLOUT` is owed,
+/// or a sender or the waker is at work).
+fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
+    let sent = match send_now(&mut l, data) {
+        Ok(n) => n,
+        Err(e) => {
+            let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
+            drop(l);
+            closing.complete();
+            return Err(e);
+        }
+    };
+    if sent == data.len() {
+        drop(l);
+        callbacks::touch(id);
+        return Ok(());
+    }
+    let opened = copy_in(&mut l, id, &data[sent..], sent > 0);
+    // The state decides after the bytes are queued (a large write waited
+    // for the pool meanwhile, while flushes may have drained the socket).
+    // While an EPOLLOUT is owed, try again only once a write opened a new
+    // packet behind at least a full one: one attempt per packet of small
+    // messages to a slow reader, not one per message.
+    let c = &l.conn;
+    let flush_now = c.is(l.counter)
+        && (c.send.must_flush()
+            || (c.send == SendState::Owed && opened == Ok(true) && c.queue.holds_full_packet()));
+    drop(l);
+    if sent > 0 {
+        callbacks::touch(id);
+    }
+    opened?;
+    if flush_now {
+        flush::schedule(id);
+    }
+    Ok(())
+}
+
+/// `sock_write2_fn`.
+pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
+    // With `move` or `is_fd`, the buffer or file is ours from here, even when
+    // the call fails: `owned` releases it on every early return.
+    let fd = o.buffer as isize;
+    let owned = if o.is_fd() {
+        if fd < 0 || fd > i32::MAX as isize || !sys::fd_is_open(fd as RawFd) {
+            return Err(Errno::EBADF);
+        }
+        Some(Owner::CloseFd(fd as RawFd))
+    } else if o.buffer.is_null() {
+        return Err(Errno::EINVAL);
+    } else if o.is_move() {
+        Some(Owner::Malloc(o.buffer as *mut c_void))
+    } else {
+        None
+    };
+    let mut length = o.length;
+    if length == 0 && !o.is_fd() {
+        // SAFETY: a non-fd buffer with length 0 is a C string by contract.
+        length = unsafe { libc::strlen(o.buffer.cast()) };
+    }
+    if length == 0 || (o.is_fd() && o.offset < 0) {
+        drop(owned);
+        return Err(Errno::EINVAL);
+    }
+    let Some(l) = table::lock(o.fduuid) else {
+        drop(owned);
+        return Err(Errno::ENODEV);
+    };
+    let urgent = o.is_urgent();
+    // Urgent entries never let later urgent data jump ahead of them.
+    let interruptible = !urgent;
+    let entry = match owned {
+        Some(owner) if o.is_fd() => Entry::new(
+            Body::File(FileBody {
+                fd: fd as RawFd,
+                offset: o.offset,
+                remaining: length as u64,
+                no_sendfile: false,
+                stage: None,
+                eof: false,
+            }),
+            owner,
+            interruptible,
+        ),
+        Some(owner) => Entry::new(
+            Body::Mem {
+                ptr: o.buffer.cast(),
+                len: length,
+                sent: 0,
+            },
+            owner,
+            interruptible,
+        ),
+        None => {
+            // SAFETY: the caller guarantees `length` readable bytes.
+            let data = unsafe { std::slice::from_raw_parts(o.buffer.cast::<u8>(), length) };
+            if urgent || l.conn.streaming_here() {
+                // Urgent data, or a write from inside this thread's own
+                // large write: a heap copy that never waits for the pool.
+                let copy: Box<[u8]> = data.into();
+                Entry::new(
+                    Body::Mem {
+                        ptr: copy.as_ptr(),
+                        len: copy.len(),
+                        sent: 0,
+                    },
+                    Owner::Heap(copy),
+                    interruptible,
+                )
+            } else {
+                return write_copy(l, o.fduuid, data);
+            }
+        }
+    };
+    enqueue_and_flush(l, o.fduuid, vec![entry], urgent)
+}
+
+/// `sock_send_packet`: the chain is ours from here, even on failure.
+pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
+    let mut entries = Vec::new();
+    let mut urgent = false;
+    let mut p = packet;
+    let mut foreign = false;
+    while !p.is_null() {
+        let Some(pp) = pool::give_back(p) else {
+            foreign = true;
+            break;
+        };
+        // SAFETY: the pool confirmed this is a live packet lent to the
+        // program, now handed back to us.
+        let head = unsafe { &(*pp.as_ptr()).head };
+        let meta = head.metadata;
+        if p == packet {
+            urgent = meta.urgent();
+        }
+        let body = if meta.is_fd() {
+            Body::File(FileBody {
+                fd: head.buffer as isize as RawFd,
+                offset: meta.offset,
+                remaining: if head.length > 0 {
+                    head.length as u64
+                } else {
+                    u64::MAX
+                },
+                no_sendfile: false,
+                stage: None,
+                eof: false,
+            })
+        } else {
+            let len = if head.buffer.is_null() {
+                0
+            } else {
+                head.length.max(0) as usize
+            };
+            Body::Mem {
+                ptr: head.buffer.cast(),
+                len,
+                sent: 0,
+            }
+        };
+        entries.push(Entry::new(body, Owner::Packet(pp), meta.can_interrupt()));
+        p = meta.next;
+    }
+    if foreign {
+        drop(entries);
+        return Err(Errno::EINVAL);
+    }
+    // Empty packets are done already: release them now, outside any lock.
+    let (done, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_done);
+    drop(done);
+    let Some(l) = table::lock(id) else {
+        drop(entries);
+        return Err(Errno::ENODEV);
+    };
+    enqueue_and_flush(l, id, entries, urgent)
+}
