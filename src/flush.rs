@@ -362,3 +362,65 @@ pub fn make_progress() {
     });
     sys::wait_writable(&fds, 10);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Body, Owner};
+
+    /// A panic while a batch is out of the queue (lock released, fd
+    /// pinned) must leave the connection unpinned, out of `Sending`, with
+    /// its bytes queued — and still sent, by the waker.
+    #[test]
+    fn a_panic_in_a_send_wedges_nothing_and_loses_nothing() {
+        let mut sv = [0; 2];
+        // SAFETY: socketpair fills the two-int array we own.
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                    0,
+                    sv.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        let id = crate::io::register(sv[0]).unwrap();
+        let data: Box<[u8]> = b"still delivered"[..].into();
+        let (ptr, len) = (data.as_ptr(), data.len());
+        {
+            let mut l = table::lock(id).unwrap();
+            l.conn.queue.push(Entry::new(
+                Body::Mem { ptr, len, sent: 0 },
+                Owner::Heap(data),
+                true,
+            ));
+        }
+        transfer::PANIC_IN_SEND.with(|p| p.set(true));
+        let r = std::panic::catch_unwind(|| flush(id));
+        assert!(r.is_err(), "the injected panic unwinds out of flush");
+        {
+            let l = table::lock(id).expect("the connection is still open");
+            assert_eq!(l.conn.pins, 0, "unpinned on the way out");
+            assert!(!l.conn.send.is_sending(), "not wedged in Sending");
+        }
+        // Nobody flushes: the waker must deliver the bytes.
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < len && std::time::Instant::now() < deadline {
+            let ready = sys::wait_readable(&[sv[1]], Duration::from_millis(100));
+            if ready[0] {
+                let mut buf = [0u8; 64];
+                // SAFETY: reading into our own buffer.
+                let n = unsafe { libc::read(sv[1], buf.as_mut_ptr().cast(), buf.len()) };
+                if n > 0 {
+                    got.extend_from_slice(&buf[..n as usize]);
+                }
+            }
+        }
+        assert_eq!(&got[..], b"still delivered");
+        crate::io::force_close(id);
+        sys::close(sv[1]);
+    }
+}

@@ -130,8 +130,18 @@ fn took_direct(n: isize, wanted: usize, t: &mut Transfer) -> Option<usize> {
     (n > 0).then_some(n)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Test-only fault: the next [`send`] on this thread panics.
+    pub static PANIC_IN_SEND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Sends what it can of `batch` (taken with `WriteQueue::take_batch`).
 pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
+    #[cfg(test)]
+    if PANIC_IN_SEND.with(|p| p.replace(false)) {
+        panic!("fault injected into a send");
+    }
     let mut t = Transfer::default();
     let _guard = sink
         .needs_sigpipe_guard(batch)
