@@ -1,8 +1,9 @@
 //! The write path: `sock_write2` and `sock_send_packet` queue entries on a
-//! connection and, when its send state says nobody else will
-//! ([`crate::state::SendState::must_flush`]), flush them. An idle socket takes a
-//! caller's bytes straight from its buffer; bytes larger than the free pool
-//! are queued in parts while the pool drains.
+//! connection and flush them. An idle socket takes a caller's bytes
+//! straight from its buffer. Copies of small writes gather in pool packets
+//! without a flush of their own while an `EPOLLOUT` is owed
+//! ([`crate::state::SendState::must_flush`]); bytes larger than the free
+//! pool are queued in parts while the pool drains.
 
 use std::os::fd::RawFd;
 
@@ -57,8 +58,10 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
     Ok(())
 }
 
-/// Queues `entries` on the connection `l` and flushes it unless someone
-/// else will.
+/// Queues `entries` on the connection `l` and flushes it. (Unlike a copy
+/// into the pool, these entries take no pool space, so the pool's
+/// back-pressure does not drive a writer that never waits for an event:
+/// each of these writes tries to send, as the original's did.)
 fn enqueue_and_flush(
     mut l: Locked,
     id: isize,
@@ -66,13 +69,10 @@ fn enqueue_and_flush(
     urgent: bool,
 ) -> Result<(), Errno> {
     let r = enqueue(&mut l, entries, urgent);
-    let must_flush = l.conn.send.must_flush();
     drop(l);
     match r {
         Ok(()) => {
-            if must_flush {
-                flush::schedule(id);
-            }
+            flush::schedule(id);
             Ok(())
         }
         Err((e, entries)) => {
