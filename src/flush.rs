@@ -230,12 +230,13 @@ impl Flusher {
         hook_flush: unsafe extern "C" fn(isize) -> isize,
     ) -> Next {
         let pinned = Pinned::new(self.slot, c);
-        let left = {
-            let _guard = sys::SigpipeGuard::block();
-            // SAFETY: the program's hook, called with no lock held.
-            unsafe { hook_flush(self.id) }
-        };
+        sys::block_sigpipe();
+        // SAFETY: the program's hook, called with no lock held.
+        let left = unsafe { hook_flush(self.id) };
         let err = Errno::last();
+        if left < 0 {
+            sys::consume_sigpipe();
+        }
         let Some(mut c) = self.relock(pinned) else {
             return Next::Stop(Err(Errno::ENODEV));
         };

@@ -66,8 +66,17 @@ pub unsafe fn read(id: isize, buf: *mut c_void, count: usize) -> isize {
     let fd = l.fd;
     let pinned = Pinned::new(l.slot, l.conn);
     let n = match hook {
-        // SAFETY: the program's hook, given the caller's buffer, no lock held.
-        Some(read) => unsafe { read(id, buf, count) },
+        // A TLS read hook may write (handshake, alerts).
+        Some(read) => {
+            sys::block_sigpipe();
+            // SAFETY: the program's hook, given the caller's buffer, no lock
+            // held.
+            let n = unsafe { read(id, buf, count) };
+            if n < 0 {
+                sys::consume_sigpipe();
+            }
+            n
+        }
         // SAFETY: the C caller guarantees `buf` holds `count` bytes.
         None => unsafe { sys::read(fd, buf, count) },
     };

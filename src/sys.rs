@@ -131,7 +131,7 @@ pub unsafe fn read(fd: RawFd, buf: *mut c_void, count: usize) -> isize {
 
 /// Gathers `iov` into `fd`: `sendmsg(MSG_NOSIGNAL)` on sockets (so a vanished
 /// peer gives `EPIPE`, not `SIGPIPE`), `writev` otherwise (the caller holds a
-/// [`SigpipeGuard`] for those).
+/// [`block_sigpipe`] for those).
 ///
 /// # Safety
 /// Every iovec must describe readable memory.
@@ -242,13 +242,9 @@ pub fn wait_readable(fds: &[RawFd], timeout: std::time::Duration) -> Vec<bool> {
     polled.iter().map(|p| n > 0 && p.revents != 0).collect()
 }
 
-/// Blocks `SIGPIPE` for the calling thread while alive, and swallows a
-/// `SIGPIPE` that a write raised meanwhile, so that writing to a vanished peer
-/// (a pipe, or `sendfile` into a socket) fails with `EPIPE` instead of killing
-/// the process. The thread's signal mask is restored on drop.
-pub struct SigpipeGuard {
-    old_mask: libc::sigset_t,
-    was_pending: bool,
+thread_local! {
+    /// This thread's `SIGPIPE` is blocked (by [`block_sigpipe`]).
+    static SIGPIPE_BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn sigpipe_set() -> libc::sigset_t {
@@ -261,52 +257,39 @@ fn sigpipe_set() -> libc::sigset_t {
     }
 }
 
-fn sigpipe_pending() -> bool {
-    // SAFETY: sigpending fills the set we own.
-    unsafe {
-        let mut pending: libc::sigset_t = zeroed();
-        libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1
-    }
-}
-
-impl SigpipeGuard {
-    /// Blocks `SIGPIPE` for this thread until the guard is dropped.
-    pub fn block() -> SigpipeGuard {
-        let set = sigpipe_set();
-        // SAFETY: pthread_sigmask reads `set` and writes the old mask we own.
-        let old_mask = unsafe {
-            let mut old: libc::sigset_t = zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            old
-        };
-        SigpipeGuard {
-            old_mask,
-            was_pending: sigpipe_pending(),
-        }
-    }
-}
-
-impl Drop for SigpipeGuard {
-    fn drop(&mut self) {
-        let errno = Errno::last_raw();
-        if !self.was_pending && sigpipe_pending() {
+/// Blocks `SIGPIPE` in the calling thread before a write that could raise
+/// it (to a pipe, through `sendfile`, or by a hook writing to its socket
+/// without `MSG_NOSIGNAL`), so that writing to a vanished peer fails with
+/// `EPIPE` instead of killing the process. Done once per thread and left
+/// blocked: one system call in the thread's life instead of four per write.
+/// The signal such a write raises stays pending until
+/// [`consume_sigpipe`] takes it.
+pub fn block_sigpipe() {
+    SIGPIPE_BLOCKED.with(|blocked| {
+        if !blocked.get() {
             let set = sigpipe_set();
-            let zero = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: consumes the pending SIGPIPE our own write raised; the
-            // set and timeout are valid for the call.
-            unsafe {
-                libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
-            }
+            // SAFETY: pthread_sigmask reads `set`; the old mask is not wanted.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+            blocked.set(true);
         }
-        // SAFETY: restores the mask saved in `new`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
-        }
-        Errno::set_raw(errno);
-    }
+    });
+}
+
+/// After a guarded write or hook failed: takes the `SIGPIPE` it may have
+/// raised (pending, since [`block_sigpipe`] blocked it), so it is never
+/// delivered later. Costs one system call, on failures only; `errno` is
+/// kept.
+pub fn consume_sigpipe() {
+    let errno = Errno::last_raw();
+    let set = sigpipe_set();
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the set and timeout are valid for the call; with nothing
+    // pending it returns at once (EAGAIN).
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    Errno::set_raw(errno);
 }
 
 /* ---------------------------------------------------------------------------

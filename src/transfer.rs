@@ -103,8 +103,8 @@ impl Sink {
         None
     }
 
-    /// Whether a write can raise `SIGPIPE` (so a guard is needed).
-    pub fn needs_sigpipe_guard(&self, batch: &[Entry]) -> bool {
+    /// Whether a write can raise `SIGPIPE` (so it must be blocked).
+    pub fn may_raise_sigpipe(&self, batch: &[Entry]) -> bool {
         !self.socket
             || self.hooks.is_some()
             || batch.iter().any(|e| matches!(e.body, Body::File(_)))
@@ -143,9 +143,10 @@ pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
         panic!("fault injected into a send");
     }
     let mut t = Transfer::default();
-    let _guard = sink
-        .needs_sigpipe_guard(batch)
-        .then(sys::SigpipeGuard::block);
+    let guarded = sink.may_raise_sigpipe(batch);
+    if guarded {
+        sys::block_sigpipe();
+    }
     match batch {
         [
             Entry {
@@ -166,6 +167,9 @@ pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
             }
         }
         _ => send_mem_gathered(batch, sink, &mut t),
+    }
+    if guarded && t.failed.is_some() {
+        sys::consume_sigpipe();
     }
     t
 }
