@@ -71,7 +71,12 @@ pub unsafe fn read(id: isize, buf: *mut c_void, count: usize) -> isize {
         return -1;
     };
     if count == 0 {
-        return 0;
+        // The original called `read(fd, buf, 0)`, got 0 and took it as end
+        // of stream; programs rely on that to drop a client whose input
+        // overflows their buffer. Same outcome, without the system call.
+        drop(l);
+        close(id);
+        return -1;
     }
     if buf.is_null() {
         sys::set_errno(Errno::EINVAL);
