@@ -3,6 +3,8 @@
 #define TEST_DEFINE_CALLBACKS
 #include "util.h"
 
+#include <sys/epoll.h>
+
 #define MiB (1024u * 1024u)
 
 /* closed at once: invalid, fd closed, reactor_remove then one
@@ -402,6 +404,85 @@ TEST(touch_and_remove_may_reenter_library) {
   close(c.raw);
 }
 
+/* reactor_remove comes while the fd number is still the connection's: an
+ * event loop's epoll_ctl(EPOLL_CTL_DEL, sock_uuid2fd(uuid)) must find that
+ * connection's socket, never a new connection that reused the number
+ * after close(2). reactor_on_close still comes after the close. Every way a
+ * connection ends: force close, sock_close (idle, and completed by a flush),
+ * end of stream met by a read, a write that fails. */
+static struct {
+  intptr_t uuid;
+  struct stat st;
+  int epfd;
+  int calls, same_socket, epoll_del_ok;
+} rm_probe;
+
+static void probe_remove(intptr_t uuid) {
+  if (uuid != rm_probe.uuid)
+    return;
+  int fd = sock_uuid2fd(uuid);
+  rm_probe.calls++;
+  rm_probe.same_socket = fd_is_same_file(fd, &rm_probe.st);
+  rm_probe.epoll_del_ok = epoll_ctl(rm_probe.epfd, EPOLL_CTL_DEL, fd, NULL) == 0;
+}
+
+static void remove_before_fd_closed(int how) {
+  static const char *const names[] = {"force close", "idle sock_close",
+                                      "sock_close after queued data",
+                                      "end of stream", "failed write"};
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
+  memset(&rm_probe, 0, sizeof rm_probe);
+  rm_probe.uuid = c.uuid;
+  REQUIRE(fstat(c.lfd, &rm_probe.st) == 0);
+  rm_probe.epfd = epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(rm_probe.epfd >= 0);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET};
+  REQUIRE(epoll_ctl(rm_probe.epfd, EPOLL_CTL_ADD, c.lfd, &ev) == 0);
+  cb_remove_extra = probe_remove;
+  drain_t d = {.fd = c.raw, .until_eof = 1, .timeout_ms = 10000};
+  switch (how) {
+  case 0:
+    sock_force_close(c.uuid);
+    break;
+  case 1:
+    sock_close(c.uuid);
+    break;
+  case 2:
+    write_pattern(c.uuid, 1 << 20, 5);
+    sock_close(c.uuid);
+    CHECK(drain_while_closing(&c, &d, 20000));
+    break;
+  case 3:
+    REQUIRE(shutdown(c.raw, SHUT_WR) == 0);
+    CHECK_EQ(read_until_nonzero(c.uuid, 5000), -1);
+    break;
+  case 4:
+    conn_close_raw(&c);
+    CHECK_EQ(sock_write(c.uuid, "x", 1), -1); /* EPIPE: closed at once */
+    break;
+  }
+  cb_remove_extra = NULL;
+  CHECK_EQ(sock_isvalid(c.uuid), 0);
+  CHECK_MSG(rm_probe.calls == 1, "%s: %d reactor_remove calls", names[how],
+            rm_probe.calls);
+  CHECK_MSG(rm_probe.same_socket,
+            "%s: reactor_remove came after the fd was closed", names[how]);
+  CHECK_MSG(rm_probe.epoll_del_ok,
+            "%s: epoll_ctl(DEL) in reactor_remove failed: the fd was gone",
+            names[how]);
+  CHECK(remove_before_close(c.uuid));
+  CHECK_EQ(close_count(c.uuid), 1);
+  CHECK_EQ(close_saw_fd_open(c.uuid), 0);
+  close(rm_probe.epfd);
+  conn_close_raw(&c);
+}
+
+TEST(remove_comes_before_the_fd_is_closed) {
+  for (int how = 0; how < 5; how++)
+    remove_before_fd_closed(how);
+}
+
 TEST(close_invalid_uuids_no_effect) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
@@ -652,6 +733,7 @@ int main(int argc, char **argv) {
   RUN(on_close_may_reenter_library);
   RUN(touch_and_remove_may_reenter_library);
   RUN(close_invalid_uuids_no_effect);
+  RUN(remove_comes_before_the_fd_is_closed);
   RUN(close_pending_then_peer_vanishes);
   RUN(many_connections_each_closed_once);
   RUN(read_eof_still_delivers_queued);

@@ -311,7 +311,7 @@ intptr_t sock_connect(char *address, char *port);
  *
  * If the library still considered `fd` open (it was closed behind the
  * library's back and the number reused), the old connection is treated as
- * closed first: its queued data is dropped and `on_clear`, `reactor_remove`
+ * closed first: its queued data is dropped and `reactor_remove`, `on_clear`
  * and `reactor_on_close` are called for the *old* UUID.
  *
  * Returns -1 with `errno` `EBADF` when `fd` is not an open descriptor, or
@@ -415,9 +415,10 @@ void sock_flush_all(void);
 void sock_close(intptr_t uuid);
 
 /**
- * Closes the connection now (`shutdown` + `close`), dropping queued data,
- * then calls `on_clear`, `reactor_remove` and `reactor_on_close` for the
- * UUID. Invalid UUIDs are ignored.
+ * Closes the connection now, dropping queued data: `shutdown`, then
+ * `reactor_remove` (while the fd number is still the connection's), then
+ * `close`, `on_clear` and `reactor_on_close` for the UUID. Invalid UUIDs
+ * are ignored.
  */
 void sock_force_close(intptr_t uuid);
 
@@ -597,8 +598,11 @@ extern "C" {
 void reactor_on_close(intptr_t uuid);
 
 /**
- * Called just before reactor_on_close(), so an event loop can forget the fd.
- * The return value is ignored by the library (the default returns -1).
+ * Called once for every connection the library closes, before its fd is
+ * closed (so an event loop's epoll_ctl(EPOLL_CTL_DEL, sock_uuid2fd(uuid))
+ * acts on this connection, never on a new one that reused the fd number)
+ * and before reactor_on_close(). The return value is ignored by the library
+ * (the default returns -1).
  */
 int reactor_remove(intptr_t uuid);
 

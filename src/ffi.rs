@@ -160,7 +160,7 @@ pub unsafe extern "C" fn sock_connect(address: *mut c_char, port: *mut c_char) -
 ///
 /// If the library still considered `fd` open (it was closed behind the
 /// library's back and the number reused), the old connection is treated as
-/// closed first: its queued data is dropped and `on_clear`, `reactor_remove`
+/// closed first: its queued data is dropped and `reactor_remove`, `on_clear`
 /// and `reactor_on_close` are called for the *old* UUID.
 ///
 /// Returns -1 with `errno` `EBADF` when `fd` is not an open descriptor, or
@@ -280,9 +280,10 @@ pub extern "C" fn sock_close(uuid: isize) {
     guard((), || io::close(uuid))
 }
 
-/// Closes the connection now (`shutdown` + `close`), dropping queued data,
-/// then calls `on_clear`, `reactor_remove` and `reactor_on_close` for the
-/// UUID. Invalid UUIDs are ignored.
+/// Closes the connection now, dropping queued data: `shutdown`, then
+/// `reactor_remove` (while the fd number is still the connection's), then
+/// `close`, `on_clear` and `reactor_on_close` for the UUID. Invalid UUIDs
+/// are ignored.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_force_close(uuid: isize) {
     guard((), || io::force_close(uuid))

@@ -203,9 +203,12 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     Closing { dropped, finish }
 }
 
-/// Closes the fd (as `kind` says), then calls `on_clear`, `reactor_remove`
-/// and `reactor_on_close` for the closed UUID. No lock is held.
+/// Calls `reactor_remove` for the closed UUID while its fd number is still
+/// its own (an event loop's `epoll_ctl(EPOLL_CTL_DEL, fd)` cannot hit a
+/// connection that reused the number), closes the fd (as `kind` says), then
+/// calls `on_clear` and `reactor_on_close`. No lock is held.
 pub fn finish(c: Closed) {
+    crate::callbacks::remove(c.uuid);
     match c.kind {
         CloseKind::Force => {
             sys::shutdown(c.fd);
@@ -227,7 +230,6 @@ pub fn finish(c: Closed) {
             unsafe { on_clear(c.uuid, c.hooks) };
         }
     }
-    crate::callbacks::remove(c.uuid);
     crate::callbacks::on_close(c.uuid);
 }
 
