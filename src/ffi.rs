@@ -284,6 +284,12 @@ pub extern "C" fn sock_close(uuid: isize) {
 /// `reactor_remove` (while the fd number is still the connection's), then
 /// `close`, `on_clear` and `reactor_on_close` for the UUID. Invalid UUIDs
 /// are ignored.
+///
+/// While another thread is inside a system call or hook on the fd (e.g.
+/// blocked in `sock_read` on a blocking fd), the `shutdown` still happens at
+/// once, which wakes that thread and shows the peer the end of the stream;
+/// `reactor_remove`, `close` and the other callbacks then come when that
+/// thread is out (the fd number cannot be reused meanwhile).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_force_close(uuid: isize) {
     guard((), || io::force_close(uuid))

@@ -174,7 +174,8 @@ impl Closing {
 
 /// Marks the connection closed and takes its data. The fd itself is closed
 /// (and the callbacks run) by [`Closing::complete`] — or, while another
-/// thread is inside a system call on the fd, by that thread when it leaves.
+/// thread is inside a system call on the fd, by that thread when it leaves
+/// (a forced close then shuts the socket down at once).
 pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Closing {
     let closed = Closed {
         uuid: uuid::encode(fd, c.counter),
@@ -195,6 +196,13 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     dropped.extend(c.after_stream.drain(..));
     slot.changed.notify_all();
     let finish = if c.pins > 0 {
+        // The fd number stays ours until the threads inside a call on it are
+        // out, so the close and the callbacks wait for them; but a forced
+        // close shuts the socket down now, which wakes a thread blocked
+        // reading or writing it (and the peer sees the end at once).
+        if kind == CloseKind::Force {
+            sys::shutdown(fd);
+        }
         c.deferred.push(closed);
         None
     } else {
