@@ -105,15 +105,78 @@ TEST(tcp_ipv4) { tcp_roundtrip("127.0.0.1", "127.0.0.1", AF_INET); }
 
 TEST(tcp_any_address) { tcp_roundtrip(NULL, "127.0.0.1", AF_INET); }
 
-TEST(tcp_ipv6) {
+/* The IPv6 loopback is usable (bind ::1). */
+static int have_ipv6_loopback(void) {
   int s = socket(AF_INET6, SOCK_STREAM, 0);
   struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
-    if (s >= 0)
-      close(s);
-    SKIP("::1 is unavailable");
+  int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+  if (s >= 0)
+    close(s);
+  return ok;
+}
+
+/* A port free for IPv4 and IPv6 at once (a dual-stack probe bound to port 0
+ * on ::), or a free IPv4 port where there is no IPv6. */
+static int free_port_any(char out[16]) {
+  int s = socket(AF_INET6, SOCK_STREAM, 0);
+  if (s < 0)
+    return free_port(AF_INET, out);
+  int off = 0;
+  setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+  socklen_t l = sizeof(a);
+  if (bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+      getsockname(s, (struct sockaddr *)&a, &l) != 0) {
+    close(s);
+    return free_port(AF_INET, out);
   }
   close(s);
+  snprintf(out, 16, "%d", ntohs(a.sin6_port));
+  return 0;
+}
+
+/* connect to host:port, accept on srv, exchange data both ways */
+static void connect_and_exchange(intptr_t srv, const char *host,
+                                 const char *port) {
+  char addr[64];
+  snprintf(addr, sizeof(addr), "%s", host);
+  char port_copy[16];
+  snprintf(port_copy, sizeof(port_copy), "%s", port);
+  intptr_t cli = sock_connect(addr, port_copy);
+  CHECK_MSG(cli != -1, "connect to %s: %s", host, strerror(errno));
+  if (cli == -1)
+    return;
+  CHECK_MSG(wait_connected(cli, 5000) == 0, "%s: connection refused", host);
+  intptr_t acc = accept_wait(srv, 5000);
+  CHECK_MSG(acc != -1, "%s: nothing to accept", host);
+  if (acc != -1 && !TEST_FAILED()) {
+    exchange(cli, acc);
+    sock_force_close(acc);
+  }
+  sock_force_close(cli);
+}
+
+/* "Any address" is IPv4 and IPv6: the listener binds :: with IPV6_V6ONLY
+ * off (IPv4 clients arrive as ::ffff:a.b.c.d), or 0.0.0.0 where the machine
+ * has no IPv6. */
+TEST(tcp_any_address_ipv4_and_ipv6) {
+  char port[16];
+  REQUIRE(free_port_any(port) == 0);
+  intptr_t srv = sock_listen(NULL, port);
+  REQUIRE_NE(srv, -1);
+  check_listener(srv);
+  connect_and_exchange(srv, "127.0.0.1", port);
+  if (!have_ipv6_loopback()) {
+    sock_force_close(srv);
+    SKIP("::1 is unavailable: only IPv4 was checked");
+  }
+  connect_and_exchange(srv, "::1", port);
+  sock_force_close(srv);
+}
+
+TEST(tcp_ipv6) {
+  if (!have_ipv6_loopback())
+    SKIP("::1 is unavailable");
   tcp_roundtrip("::1", "::1", AF_INET6);
 }
 
@@ -385,6 +448,7 @@ int main(int argc, char **argv) {
   RUN(tcp_ipv4);
   RUN(tcp_any_address);
   RUN(tcp_ipv6);
+  RUN(tcp_any_address_ipv4_and_ipv6);
   RUN(tcp_numeric_address_forms);
   RUN(tcp_localhost_name);
   RUN(unix_port_null);

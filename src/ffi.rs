@@ -69,8 +69,11 @@ pub extern "C" fn sock_max_capacity() -> ssize_t {
 /// Opens a non-blocking listening socket and returns its UUID.
 ///
 /// With a `port` (a number, or a service name such as "http"): a TCP socket
-/// bound to `address` (a host name or an IPv4/IPv6 literal; NULL binds to any
-/// address), with `SO_REUSEADDR`, listening with a backlog of `SOMAXCONN`.
+/// bound to `address` (a host name or an IPv4/IPv6 literal), with
+/// `SO_REUSEADDR`, listening with a backlog of `SOMAXCONN`. A NULL `address`
+/// means any address, IPv4 and IPv6: the socket is bound to `::` with
+/// `IPV6_V6ONLY` off (IPv4 clients appear as `::ffff:a.b.c.d`), or to
+/// `0.0.0.0` where the machine has no IPv6.
 /// With `port` NULL or "": a Unix domain socket bound to the path `address`
 /// (a stale socket file at that path is removed first; any other file is
 /// left alone and the call fails with `EADDRINUSE`).

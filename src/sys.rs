@@ -456,28 +456,61 @@ fn unix_address(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Err
     Ok((addr, len))
 }
 
+/// A listening TCP socket on the address `ai` describes. With `dual_stack`,
+/// an IPv6 socket also takes IPv4 connections (`IPV6_V6ONLY` off); where
+/// that cannot be set, `EAFNOSUPPORT`.
+fn listen_tcp(ai: &libc::addrinfo, dual_stack: bool) -> Result<RawFd, Errno> {
+    let fd = stream_socket(ai.ai_family)?;
+    let one: c_int = 1;
+    let zero: c_int = 0;
+    let int_len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: the option values are live c_ints; ai_addr/ai_addrlen come
+    // from getaddrinfo (or with_numeric_address) and describe a valid address.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const c_int).cast(),
+            int_len,
+        );
+        if dual_stack && ai.ai_family == libc::AF_INET6 {
+            let rc = libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&zero as *const c_int).cast(),
+                int_len,
+            );
+            if rc != 0 {
+                close(fd);
+                return Err(Errno::EAFNOSUPPORT);
+            }
+        }
+        sock_call(libc::bind(fd, ai.ai_addr, ai.ai_addrlen), fd)?;
+        sock_call(libc::listen(fd, libc::SOMAXCONN), fd)?;
+    }
+    Ok(fd)
+}
+
 /// A listening socket: TCP on `address:port`, or a Unix socket at `address`
 /// when `port` is `None`. Non-blocking, `SO_REUSEADDR`, backlog `SOMAXCONN`.
+/// No `address` (any address) means IPv4 and IPv6: one socket on `::` that
+/// takes both, or `0.0.0.0` where the machine has no IPv6.
 pub fn listen(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errno> {
     match port {
-        Some(port) => with_tcp_addresses(address, port, true, |ai| {
-            let fd = stream_socket(ai.ai_family)?;
-            let one: c_int = 1;
-            // SAFETY: the option value is a live c_int; ai_addr/ai_addrlen
-            // come from getaddrinfo and describe a valid address.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_REUSEADDR,
-                    (&one as *const c_int).cast(),
-                    size_of::<c_int>() as libc::socklen_t,
-                );
-                sock_call(libc::bind(fd, ai.ai_addr, ai.ai_addrlen), fd)?;
-                sock_call(libc::listen(fd, libc::SOMAXCONN), fd)?;
+        Some(port) if address.is_some() => {
+            with_tcp_addresses(address, port, true, |ai| listen_tcp(ai, false))
+        }
+        Some(port) => {
+            match with_tcp_addresses(Some(c"::"), port, true, |ai| listen_tcp(ai, true)) {
+                // No IPv6 here (no such family, or no address of it).
+                Err(Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL) => {
+                    with_tcp_addresses(Some(c"0.0.0.0"), port, true, |ai| listen_tcp(ai, false))
+                }
+                r => r,
             }
-            Ok(fd)
-        }),
+        }
         None => {
             let path = address.ok_or(Errno::EINVAL)?;
             let (addr, len) = unix_address(path)?;
