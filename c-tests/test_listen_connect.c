@@ -265,6 +265,75 @@ static void unix_roundtrip(const char *port_arg) {
 TEST(unix_port_null) { unix_roundtrip(NULL); }
 TEST(unix_port_empty) { unix_roundtrip(""); }
 
+/* Accepts on srv until a connection carries `msg` (connections that carry
+ * nothing, e.g. a probe closed at once, are dropped). 1 when one did. */
+static int accept_one_carrying(intptr_t srv, const char *msg, size_t n) {
+  int64_t end = now_ms() + 5000;
+  while (now_ms() < end) {
+    intptr_t a = accept_wait(srv, (int)(end - now_ms()));
+    if (a == -1)
+      return 0;
+    char b[64];
+    size_t got = lib_read_n(a, b, n, 2000);
+    sock_force_close(a);
+    if (got == n && !memcmp(b, msg, n))
+      return 1;
+  }
+  return 0;
+}
+
+/* sock_listen on a Unix path removes a stale socket file only: when a
+ * server answers there, the call fails with EADDRINUSE and that server
+ * keeps its path; once nobody listens, the file is replaced; a file of
+ * another kind is never removed. */
+TEST(unix_listen_leaves_a_live_servers_socket) {
+  REQUIRE(make_tmpdir() == 0);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/sock", tmpdir);
+  intptr_t srv = sock_listen(path, NULL);
+  REQUIRE_NE(srv, -1);
+  errno = 0;
+  intptr_t srv2 = sock_listen(path, NULL);
+  CHECK_EQ(srv2, -1);
+  CHECK_EQ(errno, EADDRINUSE);
+  if (srv2 != -1)
+    sock_force_close(srv2);
+  /* the live server still gets the connections made to its path */
+  intptr_t cli = sock_connect(path, NULL);
+  CHECK_MSG(cli != -1, "connect to the live server's path: %s",
+            strerror(errno));
+  if (cli != -1) {
+    CHECK_EQ(sock_write(cli, "ping", 4), 0);
+    CHECK_MSG(accept_one_carrying(srv, "ping", 4),
+              "the live server lost its path");
+    sock_force_close(cli);
+  }
+  /* nobody listens any more: the stale file is replaced */
+  sock_force_close(srv);
+  struct stat st;
+  REQUIRE(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+  intptr_t srv3 = sock_listen(path, NULL);
+  CHECK_MSG(srv3 != -1, "stale socket file not replaced: %s", strerror(errno));
+  if (srv3 != -1) {
+    cli = sock_connect(path, NULL);
+    CHECK_NE(cli, -1);
+    CHECK_EQ(sock_write(cli, "pong", 4), 0);
+    CHECK(accept_one_carrying(srv3, "pong", 4));
+    sock_force_close(cli);
+    sock_force_close(srv3);
+  }
+  /* a regular file is never removed */
+  unlink(path);
+  int f = open(path, O_CREAT | O_WRONLY, 0600);
+  REQUIRE(f >= 0);
+  close(f);
+  errno = 0;
+  CHECK_EQ(sock_listen(path, NULL), -1);
+  CHECK_EQ(errno, EADDRINUSE);
+  CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+  rm_tmpdir("sock");
+}
+
 TEST(accept_many_backlog) {
   /* backlog SOMAXCONN: many clients complete their handshake before the
    * first accept */
@@ -453,6 +522,7 @@ int main(int argc, char **argv) {
   RUN(tcp_localhost_name);
   RUN(unix_port_null);
   RUN(unix_port_empty);
+  RUN(unix_listen_leaves_a_live_servers_socket);
   RUN(accept_many_backlog);
   RUN(listen_port_in_use);
   RUN(listen_reuseaddr_after_time_wait);

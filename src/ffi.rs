@@ -74,9 +74,12 @@ pub extern "C" fn sock_max_capacity() -> ssize_t {
 /// means any address, IPv4 and IPv6: the socket is bound to `::` with
 /// `IPV6_V6ONLY` off (IPv4 clients appear as `::ffff:a.b.c.d`), or to
 /// `0.0.0.0` where the machine has no IPv6.
-/// With `port` NULL or "": a Unix domain socket bound to the path `address`
-/// (a stale socket file at that path is removed first; any other file is
-/// left alone and the call fails with `EADDRINUSE`).
+/// With `port` NULL or "": a Unix domain socket bound to the path `address`.
+/// A stale socket file at that path (one nobody accepts connections on: a
+/// probing `connect` is refused) is removed first. The socket of a server
+/// still listening there is left alone, and so is any other kind of file:
+/// the call then fails with `EADDRINUSE` (the live server sees the probe as
+/// a connection that closes at once).
 ///
 /// Returns -1 on error with `errno` set: `EINVAL` (NULL Unix path, numeric
 /// port above 65535, unknown service), `ENAMETOOLONG` (Unix path longer than

@@ -456,6 +456,19 @@ fn unix_address(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Err
     Ok((addr, len))
 }
 
+/// True when nobody accepts connections on the Unix socket at `addr`: a
+/// connect is refused (or the file is gone). A server that answers — or
+/// any other outcome, which cannot prove the socket stale — is left alone.
+/// The probe connection, if one is made, is closed at once.
+fn unix_socket_is_stale(addr: &libc::sockaddr_un, len: libc::socklen_t) -> Result<bool, Errno> {
+    let fd = stream_socket(libc::AF_UNIX)?;
+    // SAFETY: addr/len describe a valid sockaddr_un owned by the caller.
+    let rc = unsafe { libc::connect(fd, (addr as *const libc::sockaddr_un).cast(), len) };
+    let err = Errno::last();
+    close(fd);
+    Ok(rc != 0 && matches!(err, Errno::ECONNREFUSED | Errno::ENOENT))
+}
+
 /// A listening TCP socket on the address `ai` describes. With `dual_stack`,
 /// an IPv6 socket also takes IPv4 connections (`IPV6_V6ONLY` off); where
 /// that cannot be set, `EAFNOSUPPORT`.
@@ -515,15 +528,20 @@ pub fn listen(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errn
             let path = address.ok_or(Errno::EINVAL)?;
             let (addr, len) = unix_address(path)?;
             // A stale socket file from an earlier run would make bind fail;
-            // remove it, but never a file of another kind.
-            // SAFETY: lstat/unlink read the NUL-terminated path.
-            unsafe {
+            // remove it, but never a file of another kind, nor the socket
+            // of a server that is still listening there.
+            // SAFETY: lstat reads the NUL-terminated path into `st`.
+            let socket_file = unsafe {
                 let mut st: libc::stat = zeroed();
-                if libc::lstat(path.as_ptr(), &mut st) == 0
+                libc::lstat(path.as_ptr(), &mut st) == 0
                     && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
-                {
-                    libc::unlink(path.as_ptr());
+            };
+            if socket_file {
+                if !unix_socket_is_stale(&addr, len)? {
+                    return Err(Errno::EADDRINUSE);
                 }
+                // SAFETY: unlink reads the NUL-terminated path.
+                unsafe { libc::unlink(path.as_ptr()) };
             }
             let fd = stream_socket(libc::AF_UNIX)?;
             // SAFETY: addr/len describe a valid sockaddr_un we own.
