@@ -512,6 +512,88 @@ TEST(sock_open_raw_listener) {
   close(cs);
 }
 
+/* Every kind of write to a listening socket's UUID is refused with
+ * ENOTCONN, releases what it was given, and leaves the listener open. */
+static void stray_writes(intptr_t srv) {
+  errno = 0;
+  CHECK_EQ(sock_write(srv, "stray", 5), -1);
+  CHECK_EQ(errno, ENOTCONN);
+  errno = 0;
+  CHECK_EQ(sock_write2(.fduuid = srv, .buffer = "u", .length = 1, .urgent = 1),
+           -1);
+  CHECK_EQ(errno, ENOTCONN);
+  char *m = malloc(32);
+  memset(m, 'm', 32);
+  errno = 0;
+  CHECK_EQ(sock_write2(.fduuid = srv, .buffer = m, .length = 32, .move = 1),
+           -1); /* m is the library's (freed) */
+  CHECK_EQ(errno, ENOTCONN);
+  int f = make_temp_file(64, 3);
+  struct stat st;
+  REQUIRE(fstat(f, &st) == 0);
+  errno = 0;
+  CHECK_EQ(sock_sendfile(srv, f, 0, 64), -1);
+  CHECK_EQ(errno, ENOTCONN);
+  CHECK(!fd_is_same_file(f, &st)); /* closed, as on every failure */
+  sock_packet_s *p = sock_checkout_packet();
+  REQUIRE(p != NULL);
+  memcpy(p->buffer, "packet", 6);
+  p->length = 6;
+  errno = 0;
+  CHECK_EQ(sock_send_packet(srv, p), -1);
+  CHECK_EQ(errno, ENOTCONN);
+  CHECK_EQ(sock_isvalid(srv), 1);
+  CHECK_EQ(close_count(srv), 0);
+  CHECK_EQ(sock_packets_pending(srv), 0);
+  CHECK_EQ(sock_flush(srv), 0);
+}
+
+/* A stray write to a listening socket's UUID (a TCP and a Unix listener of
+ * sock_listen, a listening socket given to sock_open) is refused, and the
+ * listener still accepts. */
+TEST(write_to_a_listener_is_refused) {
+  char port[16];
+  intptr_t tcp;
+  REQUIRE(lib_tcp_listen(port, &tcp) == 0);
+  stray_writes(tcp);
+  char host[] = "127.0.0.1";
+  intptr_t cli = sock_connect(host, port);
+  CHECK_NE(cli, -1);
+  CHECK_NE(accept_wait(tcp, 5000), -1);
+  sock_force_close(cli);
+  sock_force_close(tcp);
+
+  REQUIRE(make_tmpdir() == 0);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/sock", tmpdir);
+  intptr_t unx = sock_listen(path, NULL);
+  REQUIRE_NE(unx, -1);
+  stray_writes(unx);
+  cli = sock_connect(path, NULL);
+  CHECK_NE(cli, -1);
+  CHECK_NE(accept_wait(unx, 5000), -1);
+  sock_force_close(cli);
+  sock_force_close(unx);
+  rm_tmpdir("sock");
+
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof(a);
+  REQUIRE(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0);
+  REQUIRE(listen(ls, 16) == 0);
+  REQUIRE(getsockname(ls, (struct sockaddr *)&a, &al) == 0);
+  sock_set_non_block(ls);
+  intptr_t raw = sock_open(ls);
+  REQUIRE_NE(raw, -1);
+  stray_writes(raw);
+  int cs = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK_EQ(connect(cs, (struct sockaddr *)&a, sizeof(a)), 0);
+  CHECK_NE(accept_wait(raw, 5000), -1);
+  close(cs);
+  sock_force_close(raw);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(tcp_ipv4);
@@ -531,5 +613,6 @@ int main(int argc, char **argv) {
   RUN(client_server_many_messages);
   RUN(write_before_connect_completes);
   RUN(sock_open_raw_listener);
+  RUN(write_to_a_listener_is_refused);
   return HARNESS_END();
 }

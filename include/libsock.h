@@ -372,9 +372,11 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count);
  * -1 otherwise, with `errno`: `ENODEV` (invalid UUID, or the connection
  * closed while a large write waited for room), `EINVAL` (NULL buffer, zero
  * length after the `strlen` rule, negative file offset), `EBADF` (`is_fd`
- * with a descriptor that is not open), or the socket's error (`EPIPE`,
- * `ECONNRESET`, ...) when the write was sent at once and the peer was gone
- * — the connection is then closed (`reactor_on_close` was called).
+ * with a descriptor that is not open), `ENOTCONN` (the UUID is a listening
+ * socket: nothing is queued and the listener stays open), or the socket's
+ * error (`EPIPE`, `ECONNRESET`, ...) when the write was sent at once and the
+ * peer was gone — the connection is then closed (`reactor_on_close` was
+ * called).
  *
  * Data larger than the free part of the packet pool blocks the caller,
  * flushing connections, until all of it is queued; no other write to the
@@ -450,10 +452,11 @@ struct sock_packet_s *sock_checkout_packet(void);
  * first packet is `urgent` — and flushes. The library owns the packets from
  * here, **even on error**.
  *
- * Returns 0, or -1: `ENODEV` for an invalid UUID (the packets are released
- * as by `sock_free_packet`), `EINVAL` when the chain holds a pointer that is
- * not a checked-out packet (packets before it are released, nothing after
- * it is touched).
+ * Returns 0, or -1: `ENODEV` for an invalid UUID and `ENOTCONN` for a
+ * listening socket's UUID (the packets are released as by
+ * `sock_free_packet`; a listener stays open), `EINVAL` when the chain holds
+ * a pointer that is not a checked-out packet (packets before it are
+ * released, nothing after it is touched).
  */
 ssize_t sock_send_packet(intptr_t uuid, struct sock_packet_s *packet);
 

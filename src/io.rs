@@ -41,6 +41,7 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
     }
     let slot = table().slot_or_create(fd).ok_or(Errno::EMFILE)?;
     let socket = sys::is_socket(fd);
+    let listening = socket && sys::is_listening(fd);
     let mut c = slot.conn.lock();
     let old = c
         .open
@@ -53,6 +54,7 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
     c.counter = c.counter.wrapping_add(1);
     c.open = true;
     c.socket = socket;
+    c.listening = listening;
     let id = uuid::encode(fd, c.counter);
     drop(c);
     if let Some(old) = old {
@@ -386,6 +388,11 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
         drop(owned);
         return Err(Errno::ENODEV);
     };
+    if l.conn.listening {
+        drop(l);
+        drop(owned);
+        return Err(Errno::ENOTCONN);
+    }
     let urgent = o.is_urgent();
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
@@ -492,6 +499,11 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
         drop(entries);
         return Err(Errno::ENODEV);
     };
+    if l.conn.listening {
+        drop(l);
+        drop(entries);
+        return Err(Errno::ENOTCONN);
+    }
     enqueue_and_flush(l, id, entries, urgent)
 }
 

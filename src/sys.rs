@@ -66,6 +66,23 @@ pub fn is_socket(fd: RawFd) -> bool {
     }
 }
 
+/// True when the socket `fd` is listening for connections (`SO_ACCEPTCONN`).
+pub fn is_listening(fd: RawFd) -> bool {
+    let mut v: c_int = 0;
+    let mut len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, which we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut v as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && v != 0
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit where allowed and
 /// returns the soft limit in force (the number of fds the process may use).
 pub fn raise_fd_limit() -> u64 {

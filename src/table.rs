@@ -58,6 +58,8 @@ pub struct Conn {
     pub open: bool,
     /// The fd is a socket (sends use `MSG_NOSIGNAL`).
     pub socket: bool,
+    /// The fd is a listening socket: writes to it are refused.
+    pub listening: bool,
     pub queue: WriteQueue,
     /// Urgent entries that arrived while a flush had entries out of the
     /// queue; placed when those are put back.
@@ -103,6 +105,7 @@ impl Conn {
             counter: 0,
             open: false,
             socket: false,
+            listening: false,
             queue: WriteQueue::new(),
             urgent_waiting: VecDeque::new(),
             hooks: std::ptr::null_mut(),
