@@ -383,8 +383,9 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count);
  * same connection lands inside it. With `move`, the buffer belongs to the
  * library even when the call fails (it is `free`d). With `is_fd`, the file
  * is sent from `offset`, at most `length` bytes or to its end, then closed
- * — also when the call fails. Urgent data (not a file) is copied outside
- * the pool.
+ * — also when the call fails; an `offset` at or past the end (up to
+ * `INT64_MAX`) sends nothing, and the data queued after the file follows.
+ * Urgent data (not a file) is copied outside the pool.
  */
 ssize_t sock_write2_fn(struct sock_write_info_s options);
 

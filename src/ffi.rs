@@ -243,8 +243,9 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
 /// same connection lands inside it. With `move`, the buffer belongs to the
 /// library even when the call fails (it is `free`d). With `is_fd`, the file
 /// is sent from `offset`, at most `length` bytes or to its end, then closed
-/// — also when the call fails. Urgent data (not a file) is copied outside
-/// the pool.
+/// — also when the call fails; an `offset` at or past the end (up to
+/// `INT64_MAX`) sends nothing, and the data queued after the file follows.
+/// Urgent data (not a file) is copied outside the pool.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
     guard(-1, || ret(io::write(&options).map(|()| 0), -1))
