@@ -440,7 +440,12 @@ void sock_force_close(intptr_t uuid);
 /**
  * Takes a packet from the pool: `length` 0, metadata zeroed, `buffer`
  * pointing at the packet's own `BUFFER_PACKET_SIZE` bytes. When the pool is
- * exhausted, flushes connections and waits until a packet is free.
+ * exhausted, flushes connections and waits until a packet is free (queued
+ * data drains, or another thread gives a packet back).
+ *
+ * Returns NULL with `errno` `ENOMEM` when waiting cannot help: every packet
+ * in use was checked out by the calling thread and is still held (not
+ * sent, not freed), so only this thread could free one.
  *
  * The packet must be given back with `sock_send_packet` or
  * `sock_free_packet`, never `free`.

@@ -823,11 +823,16 @@ pub fn fd2uuid(fd: RawFd) -> isize {
         .unwrap_or(uuid::INVALID)
 }
 
-/// `sock_checkout_packet`.
+/// `sock_checkout_packet`: NULL (`ENOMEM`) when only the calling thread
+/// could free a packet.
 pub fn checkout_packet() -> *mut sock_packet_s {
-    let p = pool::take(make_progress);
-    pool::lend(p);
-    p.as_ptr().cast()
+    match pool::checkout(make_progress) {
+        Some(p) => p.as_ptr().cast(),
+        None => {
+            sys::set_errno(Errno::ENOMEM);
+            std::ptr::null_mut()
+        }
+    }
 }
 
 /// `sock_free_packet`.
