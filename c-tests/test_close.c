@@ -3,6 +3,9 @@
 #define TEST_DEFINE_CALLBACKS
 #include "util.h"
 
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+
 #define MiB (1024u * 1024u)
 
 /* closed at once: invalid, fd closed, reactor_remove then one
@@ -402,6 +405,188 @@ TEST(touch_and_remove_may_reenter_library) {
   close(c.raw);
 }
 
+/* reactor_remove comes while the fd number is still the connection's: an
+ * event loop's epoll_ctl(EPOLL_CTL_DEL, sock_uuid2fd(uuid)) must find that
+ * connection's socket, never a new connection that reused the number
+ * after close(2). reactor_on_close still comes after the close. Every way a
+ * connection ends: force close, sock_close (idle, and completed by a flush),
+ * end of stream met by a read, a write that fails. */
+static struct {
+  intptr_t uuid;
+  struct stat st;
+  int epfd;
+  int calls, same_socket, epoll_del_ok;
+} rm_probe;
+
+static void probe_remove(intptr_t uuid) {
+  if (uuid != rm_probe.uuid)
+    return;
+  int fd = sock_uuid2fd(uuid);
+  rm_probe.calls++;
+  rm_probe.same_socket = fd_is_same_file(fd, &rm_probe.st);
+  rm_probe.epoll_del_ok = epoll_ctl(rm_probe.epfd, EPOLL_CTL_DEL, fd, NULL) == 0;
+}
+
+static void remove_before_fd_closed(int how) {
+  static const char *const names[] = {"force close", "idle sock_close",
+                                      "sock_close after queued data",
+                                      "end of stream", "failed write"};
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
+  memset(&rm_probe, 0, sizeof rm_probe);
+  rm_probe.uuid = c.uuid;
+  REQUIRE(fstat(c.lfd, &rm_probe.st) == 0);
+  rm_probe.epfd = epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(rm_probe.epfd >= 0);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET};
+  REQUIRE(epoll_ctl(rm_probe.epfd, EPOLL_CTL_ADD, c.lfd, &ev) == 0);
+  cb_remove_extra = probe_remove;
+  drain_t d = {.fd = c.raw, .until_eof = 1, .timeout_ms = 10000};
+  switch (how) {
+  case 0:
+    sock_force_close(c.uuid);
+    break;
+  case 1:
+    sock_close(c.uuid);
+    break;
+  case 2:
+    write_pattern(c.uuid, 1 << 20, 5);
+    sock_close(c.uuid);
+    CHECK(drain_while_closing(&c, &d, 20000));
+    break;
+  case 3:
+    REQUIRE(shutdown(c.raw, SHUT_WR) == 0);
+    CHECK_EQ(read_until_nonzero(c.uuid, 5000), -1);
+    break;
+  case 4:
+    conn_close_raw(&c);
+    CHECK_EQ(sock_write(c.uuid, "x", 1), -1); /* EPIPE: closed at once */
+    break;
+  }
+  cb_remove_extra = NULL;
+  CHECK_EQ(sock_isvalid(c.uuid), 0);
+  CHECK_MSG(rm_probe.calls == 1, "%s: %d reactor_remove calls", names[how],
+            rm_probe.calls);
+  CHECK_MSG(rm_probe.same_socket,
+            "%s: reactor_remove came after the fd was closed", names[how]);
+  CHECK_MSG(rm_probe.epoll_del_ok,
+            "%s: epoll_ctl(DEL) in reactor_remove failed: the fd was gone",
+            names[how]);
+  CHECK(remove_before_close(c.uuid));
+  CHECK_EQ(close_count(c.uuid), 1);
+  CHECK_EQ(close_saw_fd_open(c.uuid), 0);
+  close(rm_probe.epfd);
+  conn_close_raw(&c);
+}
+
+TEST(remove_comes_before_the_fd_is_closed) {
+  for (int how = 0; how < 5; how++)
+    remove_before_fd_closed(how);
+}
+
+/* sock_force_close while another thread is inside a system call on the
+ * fd: the shutdown happens at once (waking that thread: a blocking read
+ * returns end of stream, the peer sees EOF); only the close of the fd and
+ * the callbacks wait until the thread is out. */
+
+/* 1 once thread `tid` of this process is blocked in system call `nr` (as
+ * /proc tells), 0 when it was not within ms, -1 when /proc cannot tell. */
+static int wait_in_syscall(long tid, long nr, int ms) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+  int64_t end = now_ms() + ms;
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+      return -1;
+    long cur = -1;
+    int n = fscanf(f, "%ld", &cur); /* "running" while not in a call */
+    fclose(f);
+    if (n == 1 && cur == nr)
+      return 1;
+    if (now_ms() >= end)
+      return 0;
+    tiny_wait();
+  }
+}
+
+typedef struct {
+  intptr_t uuid;
+  atomic_long tid;
+  ssize_t r;
+  int done[2]; /* pipe: the reader writes one byte when sock_read returned */
+} blocked_reader_t;
+
+static void *blocked_reader_main(void *arg) {
+  blocked_reader_t *b = arg;
+  atomic_store(&b->tid, (long)syscall(SYS_gettid));
+  char buf[64];
+  b->r = sock_read(b->uuid, buf, sizeof buf);
+  char c = 'd';
+  if (write(b->done[1], &c, 1) != 1)
+    return NULL;
+  return NULL;
+}
+
+/* a read hook that waits for input, as a TLS layer on a blocking design
+ * would: ppoll without a timeout, then read */
+static ssize_t waiting_read_hook(intptr_t uuid, void *buf, size_t count) {
+  struct pollfd p = {.fd = sock_uuid2fd(uuid), .events = POLLIN};
+  if (ppoll(&p, 1, NULL, NULL) < 0)
+    return -1;
+  return read(sock_uuid2fd(uuid), buf, count);
+}
+static sock_rw_hook_s waiting_hooks = {.read = waiting_read_hook};
+
+static void force_close_wakes_reader(int in_hook) {
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  /* no sock_set_non_block: the reader blocks in read(2) itself */
+  blocked_reader_t b = {.uuid = sock_open(sv[0])};
+  REQUIRE(b.uuid != -1);
+  REQUIRE(pipe(b.done) == 0);
+  if (in_hook)
+    REQUIRE(sock_rw_hook_set(b.uuid, &waiting_hooks) == 0);
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, blocked_reader_main, &b) == 0);
+  while (!atomic_load(&b.tid))
+    tiny_wait();
+  int in = wait_in_syscall(atomic_load(&b.tid), in_hook ? SYS_ppoll : SYS_read,
+                           5000);
+  if (in < 0) {
+    close(sv[1]); /* wakes the reader */
+    pthread_join(th, NULL);
+    SKIP("/proc/self/task/<tid>/syscall is not readable");
+  }
+  CHECK_MSG(in == 1, "the reader never blocked in its system call");
+  sock_force_close(b.uuid);
+  CHECK_EQ(sock_isvalid(b.uuid), 0);
+  /* shut down at once: the peer sees EOF, the reader wakes up */
+  CHECK_EQ(raw_expect_eof(sv[1], 5000), 1);
+  int woke = (wait_fd(b.done[0], POLLIN, 5000) & POLLIN) != 0;
+  CHECK_MSG(woke, "the reader blocked in sock_read was never woken");
+  if (!woke) {
+    close(sv[1]); /* unblock it, so the test ends */
+    if (!(wait_fd(b.done[0], POLLIN, 5000) & POLLIN))
+      return;
+    sv[1] = -1;
+  }
+  pthread_join(th, NULL);
+  CHECK_EQ(b.r, -1);
+  /* the reader was the last one out: the fd is closed, the callbacks ran */
+  CHECK(!fd_is_open(sv[0]));
+  CHECK_EQ(remove_count(b.uuid), 1);
+  CHECK_EQ(close_count(b.uuid), 1);
+  CHECK(remove_before_close(b.uuid));
+  close(b.done[0]);
+  close(b.done[1]);
+  if (sv[1] >= 0)
+    close(sv[1]);
+}
+
+TEST(force_close_wakes_a_reader_blocked_in_read) { force_close_wakes_reader(0); }
+TEST(force_close_wakes_a_read_hook_that_waits) { force_close_wakes_reader(1); }
+
 TEST(close_invalid_uuids_no_effect) {
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
@@ -652,6 +837,9 @@ int main(int argc, char **argv) {
   RUN(on_close_may_reenter_library);
   RUN(touch_and_remove_may_reenter_library);
   RUN(close_invalid_uuids_no_effect);
+  RUN(remove_comes_before_the_fd_is_closed);
+  RUN(force_close_wakes_a_reader_blocked_in_read);
+  RUN(force_close_wakes_a_read_hook_that_waits);
   RUN(close_pending_then_peer_vanishes);
   RUN(many_connections_each_closed_once);
   RUN(read_eof_still_delivers_queued);

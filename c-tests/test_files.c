@@ -98,6 +98,38 @@ TEST(sendfile_offset_at_or_beyond_eof) {
   conn_force_close(&c);
 }
 
+/* An offset no file can reach (near INT64_MAX, where offset + chunk would
+ * overflow and sendfile/pread answer EINVAL) is the end of the file:
+ * nothing is sent from there, the file is closed, and the connection
+ * carries on with the data queued after it. */
+TEST(sendfile_offset_near_int64_max) {
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  static const off_t offsets[] = {INT64_MAX - 10, INT64_MAX - 1, INT64_MAX};
+  for (size_t i = 0; i < 2 * sizeof(offsets) / sizeof(offsets[0]); i++) {
+    off_t off = offsets[i / 2];
+    int fd = make_temp_file(5000, 42);
+    REQUIRE(fd >= 0);
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0);
+    CHECK_EQ(sock_write(c.uuid, "[", 1), 0);
+    if (i % 2)
+      CHECK_EQ(sock_write2(.fduuid = c.uuid, .buffer = (void *)(intptr_t)fd,
+                           .length = 100, .offset = off, .is_fd = 1),
+               0);
+    else
+      CHECK_EQ(sock_sendfile(c.uuid, fd, off, 100), 0);
+    CHECK_EQ(sock_write(c.uuid, "]", 1), 0);
+    CHECK_MSG(sock_isvalid(c.uuid), "offset %lld closed the connection",
+              (long long)off);
+    REQUIRE(!TEST_FAILED());
+    expect_raw_bytes(&c, "[]", 2);
+    check_file_closed(fd, &st);
+  }
+  CHECK_EQ(close_count(c.uuid), 0);
+  conn_force_close(&c);
+}
+
 TEST(write2_is_fd) {
   conn_t c;
   REQUIRE(make_tcp_pair(&c) == 0);
@@ -210,6 +242,7 @@ int main(int argc, char **argv) {
   RUN(sendfile_window);
   RUN(sendfile_length_beyond_eof);
   RUN(sendfile_offset_at_or_beyond_eof);
+  RUN(sendfile_offset_near_int64_max);
   RUN(write2_is_fd);
   RUN(sendfile_between_writes_order);
   RUN(big_file_concurrent_reader);

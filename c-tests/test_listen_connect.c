@@ -105,15 +105,78 @@ TEST(tcp_ipv4) { tcp_roundtrip("127.0.0.1", "127.0.0.1", AF_INET); }
 
 TEST(tcp_any_address) { tcp_roundtrip(NULL, "127.0.0.1", AF_INET); }
 
-TEST(tcp_ipv6) {
+/* The IPv6 loopback is usable (bind ::1). */
+static int have_ipv6_loopback(void) {
   int s = socket(AF_INET6, SOCK_STREAM, 0);
   struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
-    if (s >= 0)
-      close(s);
-    SKIP("::1 is unavailable");
+  int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+  if (s >= 0)
+    close(s);
+  return ok;
+}
+
+/* A port free for IPv4 and IPv6 at once (a dual-stack probe bound to port 0
+ * on ::), or a free IPv4 port where there is no IPv6. */
+static int free_port_any(char out[16]) {
+  int s = socket(AF_INET6, SOCK_STREAM, 0);
+  if (s < 0)
+    return free_port(AF_INET, out);
+  int off = 0;
+  setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+  socklen_t l = sizeof(a);
+  if (bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+      getsockname(s, (struct sockaddr *)&a, &l) != 0) {
+    close(s);
+    return free_port(AF_INET, out);
   }
   close(s);
+  snprintf(out, 16, "%d", ntohs(a.sin6_port));
+  return 0;
+}
+
+/* connect to host:port, accept on srv, exchange data both ways */
+static void connect_and_exchange(intptr_t srv, const char *host,
+                                 const char *port) {
+  char addr[64];
+  snprintf(addr, sizeof(addr), "%s", host);
+  char port_copy[16];
+  snprintf(port_copy, sizeof(port_copy), "%s", port);
+  intptr_t cli = sock_connect(addr, port_copy);
+  CHECK_MSG(cli != -1, "connect to %s: %s", host, strerror(errno));
+  if (cli == -1)
+    return;
+  CHECK_MSG(wait_connected(cli, 5000) == 0, "%s: connection refused", host);
+  intptr_t acc = accept_wait(srv, 5000);
+  CHECK_MSG(acc != -1, "%s: nothing to accept", host);
+  if (acc != -1 && !TEST_FAILED()) {
+    exchange(cli, acc);
+    sock_force_close(acc);
+  }
+  sock_force_close(cli);
+}
+
+/* "Any address" is IPv4 and IPv6: the listener binds :: with IPV6_V6ONLY
+ * off (IPv4 clients arrive as ::ffff:a.b.c.d), or 0.0.0.0 where the machine
+ * has no IPv6. */
+TEST(tcp_any_address_ipv4_and_ipv6) {
+  char port[16];
+  REQUIRE(free_port_any(port) == 0);
+  intptr_t srv = sock_listen(NULL, port);
+  REQUIRE_NE(srv, -1);
+  check_listener(srv);
+  connect_and_exchange(srv, "127.0.0.1", port);
+  if (!have_ipv6_loopback()) {
+    sock_force_close(srv);
+    SKIP("::1 is unavailable: only IPv4 was checked");
+  }
+  connect_and_exchange(srv, "::1", port);
+  sock_force_close(srv);
+}
+
+TEST(tcp_ipv6) {
+  if (!have_ipv6_loopback())
+    SKIP("::1 is unavailable");
   tcp_roundtrip("::1", "::1", AF_INET6);
 }
 
@@ -201,6 +264,75 @@ static void unix_roundtrip(const char *port_arg) {
 
 TEST(unix_port_null) { unix_roundtrip(NULL); }
 TEST(unix_port_empty) { unix_roundtrip(""); }
+
+/* Accepts on srv until a connection carries `msg` (connections that carry
+ * nothing, e.g. a probe closed at once, are dropped). 1 when one did. */
+static int accept_one_carrying(intptr_t srv, const char *msg, size_t n) {
+  int64_t end = now_ms() + 5000;
+  while (now_ms() < end) {
+    intptr_t a = accept_wait(srv, (int)(end - now_ms()));
+    if (a == -1)
+      return 0;
+    char b[64];
+    size_t got = lib_read_n(a, b, n, 2000);
+    sock_force_close(a);
+    if (got == n && !memcmp(b, msg, n))
+      return 1;
+  }
+  return 0;
+}
+
+/* sock_listen on a Unix path removes a stale socket file only: when a
+ * server answers there, the call fails with EADDRINUSE and that server
+ * keeps its path; once nobody listens, the file is replaced; a file of
+ * another kind is never removed. */
+TEST(unix_listen_leaves_a_live_servers_socket) {
+  REQUIRE(make_tmpdir() == 0);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/sock", tmpdir);
+  intptr_t srv = sock_listen(path, NULL);
+  REQUIRE_NE(srv, -1);
+  errno = 0;
+  intptr_t srv2 = sock_listen(path, NULL);
+  CHECK_EQ(srv2, -1);
+  CHECK_EQ(errno, EADDRINUSE);
+  if (srv2 != -1)
+    sock_force_close(srv2);
+  /* the live server still gets the connections made to its path */
+  intptr_t cli = sock_connect(path, NULL);
+  CHECK_MSG(cli != -1, "connect to the live server's path: %s",
+            strerror(errno));
+  if (cli != -1) {
+    CHECK_EQ(sock_write(cli, "ping", 4), 0);
+    CHECK_MSG(accept_one_carrying(srv, "ping", 4),
+              "the live server lost its path");
+    sock_force_close(cli);
+  }
+  /* nobody listens any more: the stale file is replaced */
+  sock_force_close(srv);
+  struct stat st;
+  REQUIRE(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+  intptr_t srv3 = sock_listen(path, NULL);
+  CHECK_MSG(srv3 != -1, "stale socket file not replaced: %s", strerror(errno));
+  if (srv3 != -1) {
+    cli = sock_connect(path, NULL);
+    CHECK_NE(cli, -1);
+    CHECK_EQ(sock_write(cli, "pong", 4), 0);
+    CHECK(accept_one_carrying(srv3, "pong", 4));
+    sock_force_close(cli);
+    sock_force_close(srv3);
+  }
+  /* a regular file is never removed */
+  unlink(path);
+  int f = open(path, O_CREAT | O_WRONLY, 0600);
+  REQUIRE(f >= 0);
+  close(f);
+  errno = 0;
+  CHECK_EQ(sock_listen(path, NULL), -1);
+  CHECK_EQ(errno, EADDRINUSE);
+  CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+  rm_tmpdir("sock");
+}
 
 TEST(accept_many_backlog) {
   /* backlog SOMAXCONN: many clients complete their handshake before the
@@ -380,15 +512,99 @@ TEST(sock_open_raw_listener) {
   close(cs);
 }
 
+/* Every kind of write to a listening socket's UUID is refused with
+ * ENOTCONN, releases what it was given, and leaves the listener open. */
+static void stray_writes(intptr_t srv) {
+  errno = 0;
+  CHECK_EQ(sock_write(srv, "stray", 5), -1);
+  CHECK_EQ(errno, ENOTCONN);
+  errno = 0;
+  CHECK_EQ(sock_write2(.fduuid = srv, .buffer = "u", .length = 1, .urgent = 1),
+           -1);
+  CHECK_EQ(errno, ENOTCONN);
+  char *m = malloc(32);
+  memset(m, 'm', 32);
+  errno = 0;
+  CHECK_EQ(sock_write2(.fduuid = srv, .buffer = m, .length = 32, .move = 1),
+           -1); /* m is the library's (freed) */
+  CHECK_EQ(errno, ENOTCONN);
+  int f = make_temp_file(64, 3);
+  struct stat st;
+  REQUIRE(fstat(f, &st) == 0);
+  errno = 0;
+  CHECK_EQ(sock_sendfile(srv, f, 0, 64), -1);
+  CHECK_EQ(errno, ENOTCONN);
+  CHECK(!fd_is_same_file(f, &st)); /* closed, as on every failure */
+  sock_packet_s *p = sock_checkout_packet();
+  REQUIRE(p != NULL);
+  memcpy(p->buffer, "packet", 6);
+  p->length = 6;
+  errno = 0;
+  CHECK_EQ(sock_send_packet(srv, p), -1);
+  CHECK_EQ(errno, ENOTCONN);
+  CHECK_EQ(sock_isvalid(srv), 1);
+  CHECK_EQ(close_count(srv), 0);
+  CHECK_EQ(sock_packets_pending(srv), 0);
+  CHECK_EQ(sock_flush(srv), 0);
+}
+
+/* A stray write to a listening socket's UUID (a TCP and a Unix listener of
+ * sock_listen, a listening socket given to sock_open) is refused, and the
+ * listener still accepts. */
+TEST(write_to_a_listener_is_refused) {
+  char port[16];
+  intptr_t tcp;
+  REQUIRE(lib_tcp_listen(port, &tcp) == 0);
+  stray_writes(tcp);
+  char host[] = "127.0.0.1";
+  intptr_t cli = sock_connect(host, port);
+  CHECK_NE(cli, -1);
+  CHECK_NE(accept_wait(tcp, 5000), -1);
+  sock_force_close(cli);
+  sock_force_close(tcp);
+
+  REQUIRE(make_tmpdir() == 0);
+  char path[400];
+  snprintf(path, sizeof(path), "%s/sock", tmpdir);
+  intptr_t unx = sock_listen(path, NULL);
+  REQUIRE_NE(unx, -1);
+  stray_writes(unx);
+  cli = sock_connect(path, NULL);
+  CHECK_NE(cli, -1);
+  CHECK_NE(accept_wait(unx, 5000), -1);
+  sock_force_close(cli);
+  sock_force_close(unx);
+  rm_tmpdir("sock");
+
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof(a);
+  REQUIRE(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0);
+  REQUIRE(listen(ls, 16) == 0);
+  REQUIRE(getsockname(ls, (struct sockaddr *)&a, &al) == 0);
+  sock_set_non_block(ls);
+  intptr_t raw = sock_open(ls);
+  REQUIRE_NE(raw, -1);
+  stray_writes(raw);
+  int cs = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK_EQ(connect(cs, (struct sockaddr *)&a, sizeof(a)), 0);
+  CHECK_NE(accept_wait(raw, 5000), -1);
+  close(cs);
+  sock_force_close(raw);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(tcp_ipv4);
   RUN(tcp_any_address);
   RUN(tcp_ipv6);
+  RUN(tcp_any_address_ipv4_and_ipv6);
   RUN(tcp_numeric_address_forms);
   RUN(tcp_localhost_name);
   RUN(unix_port_null);
   RUN(unix_port_empty);
+  RUN(unix_listen_leaves_a_live_servers_socket);
   RUN(accept_many_backlog);
   RUN(listen_port_in_use);
   RUN(listen_reuseaddr_after_time_wait);
@@ -397,5 +613,6 @@ int main(int argc, char **argv) {
   RUN(client_server_many_messages);
   RUN(write_before_connect_completes);
   RUN(sock_open_raw_listener);
+  RUN(write_to_a_listener_is_refused);
   return HARNESS_END();
 }

@@ -130,6 +130,103 @@ TEST(write_waiting_for_pool_then_close_is_not_partial) {
     pool_close_round(round);
 }
 
+/* A thread that holds every packet of the pool (checked out, never sent)
+ * and asks for one more can never get it: no packet is queued anywhere,
+ * so flushing frees nothing, and no other thread holds one. The checkout
+ * returns NULL (ENOMEM) instead of waiting forever. */
+typedef struct {
+  size_t n;
+  sock_packet_s *held[8];
+  sock_packet_s *extra;
+  int err;
+  int done[2];
+} hoard_t;
+
+static void *hoarder_main(void *arg) {
+  hoard_t *h = arg;
+  for (size_t i = 0; i < h->n; i++)
+    h->held[i] = sock_checkout_packet();
+  errno = 0;
+  h->extra = sock_checkout_packet();
+  h->err = errno;
+  char c = 'd';
+  if (write(h->done[1], &c, 1) != 1)
+    return NULL;
+  return NULL;
+}
+
+TEST(checkout_beyond_own_packets_returns_null) {
+  CHECK_EQ(sock_set_packet_pool_size(4), 0);
+  hoard_t h = {.n = 4};
+  REQUIRE(pipe(h.done) == 0);
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, hoarder_main, &h) == 0);
+  int returned = (wait_fd(h.done[0], POLLIN, 5000) & POLLIN) != 0;
+  CHECK_MSG(returned, "a checkout beyond the thread's own packets never "
+                      "returned");
+  if (!returned)
+    return; /* the thread waits for ever: leave it */
+  pthread_join(th, NULL);
+  for (size_t i = 0; i < h.n; i++)
+    CHECK(h.held[i] != NULL);
+  CHECK(h.extra == NULL);
+  CHECK_EQ(h.err, ENOMEM);
+  if (h.extra)
+    sock_free_packet(h.extra);
+  /* given back (from this thread): the pool serves again */
+  for (size_t i = 0; i < h.n; i++)
+    sock_free_packet(h.held[i]);
+  sock_packet_s *p = sock_checkout_packet();
+  CHECK(p != NULL);
+  sock_free_packet(p);
+  close(h.done[0]);
+  close(h.done[1]);
+}
+
+/* The same thread holds all but one packet; the last is queued on a
+ * connection whose socket is full. That one can drain: the checkout flushes
+ * and waits for it, and gets it, rather than returning NULL. */
+TEST(checkout_waits_for_packets_queued_on_connections) {
+  CHECK_EQ(sock_set_packet_pool_size(4), 0);
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
+  /* fill the socket behind the library's back: the packet stays queued */
+  char fill[4096];
+  memset(fill, 'f', sizeof fill);
+  size_t filled = 0;
+  for (;;) {
+    ssize_t w = send(c.lfd, fill, sizeof fill, MSG_DONTWAIT);
+    if (w <= 0)
+      break;
+    filled += (size_t)w;
+  }
+  REQUIRE(errno == EAGAIN || errno == EWOULDBLOCK);
+  sock_packet_s *held[3];
+  for (int i = 0; i < 3; i++) {
+    held[i] = sock_checkout_packet();
+    REQUIRE(held[i] != NULL);
+  }
+  sock_packet_s *q = sock_checkout_packet();
+  REQUIRE(q != NULL);
+  memset(q->buffer, 'q', BUFFER_PACKET_SIZE);
+  q->length = BUFFER_PACKET_SIZE;
+  CHECK_EQ(sock_send_packet(c.uuid, q), 0);
+  REQUIRE(sock_packets_pending(c.uuid));
+  /* the peer reads everything; only a flush can send the queued packet */
+  drain_t d = {.fd = c.raw, .expect = filled + BUFFER_PACKET_SIZE,
+               .timeout_ms = 10000};
+  drain_start(&d);
+  sock_packet_s *p = sock_checkout_packet();
+  CHECK(p != NULL);
+  drain_join(&d);
+  CHECK_EQ(d.got, filled + BUFFER_PACKET_SIZE);
+  if (p)
+    sock_free_packet(p);
+  for (int i = 0; i < 3; i++)
+    sock_free_packet(held[i]);
+  conn_force_close(&c);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(default_bound);
@@ -138,5 +235,7 @@ int main(int argc, char **argv) {
   RUN(env_pool_size);
   RUN(big_write_with_tiny_pool);
   RUN(write_waiting_for_pool_then_close_is_not_partial);
+  RUN(checkout_beyond_own_packets_returns_null);
+  RUN(checkout_waits_for_packets_queued_on_connections);
   return HARNESS_END();
 }

@@ -409,6 +409,47 @@ TEST(read_count_zero_and_small) {
   conn_force_close(&c);
 }
 
+/* sock_read(uuid, buf, 0) is the original's read(fd, buf, 0): the 0 it
+ * answers is taken as end of stream. HTTP parsers call it when their buffer
+ * is full to drop the client: the connection closes gracefully (queued data
+ * still goes out, then EOF, one reactor_on_close) and the read returns -1. */
+TEST(read_count_zero_closes_like_end_of_stream) {
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 8192) == 0);
+  char b[4];
+  size_t n = 1 << 20;
+  write_pattern(c.uuid, n, 23);
+  REQUIRE(sock_packets_pending(c.uuid) != 0);
+  REQUIRE_EQ(sock_read(c.uuid, b, 0), -1);
+  /* graceful: the queued data is still sent, then the peer gets EOF */
+  CHECK_EQ(close_count(c.uuid), 0);
+  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 23,
+               .until_eof = 1};
+  CHECK(drain_while_closing(&c, &d, 20000));
+  CHECK_EQ(d.got, n);
+  CHECK_EQ(d.bad_at, SIZE_MAX);
+  CHECK(d.eof);
+  CHECK_EQ(sock_isvalid(c.uuid), 0);
+  CHECK_EQ(close_count(c.uuid), 1);
+  CHECK_EQ(remove_count(c.uuid), 1);
+  CHECK(!fd_is_open(c.lfd));
+  errno = 0;
+  CHECK_EQ(sock_read(c.uuid, b, 0), -1);
+  CHECK_EQ(errno, ENODEV);
+  CHECK_EQ(close_count(c.uuid), 1);
+  close(c.raw);
+
+  /* nothing queued, and a NULL buffer (nothing is written to it): closed
+   * at once */
+  conn_t e;
+  REQUIRE(make_unix_pair(&e) == 0);
+  CHECK_EQ(sock_read(e.uuid, NULL, 0), -1);
+  CHECK_EQ(sock_isvalid(e.uuid), 0);
+  CHECK_EQ(close_count(e.uuid), 1);
+  CHECK_EQ(raw_expect_eof(e.raw, 5000), 1);
+  close(e.raw);
+}
+
 TEST(bidirectional_tcp_library_both_ends) {
   char port[16];
   intptr_t srv, cl, ac;
@@ -437,6 +478,7 @@ int main(int argc, char **argv) {
   RUN(flush_strong_waits_until_sent);
   RUN(flush_all_many_connections);
   RUN(read_count_zero_and_small);
+  RUN(read_count_zero_closes_like_end_of_stream);
   RUN(bidirectional_tcp_library_both_ends);
   return HARNESS_END();
 }

@@ -256,11 +256,17 @@ ssize_t sock_max_capacity(void);
  * Opens a non-blocking listening socket and returns its UUID.
  *
  * With a `port` (a number, or a service name such as "http"): a TCP socket
- * bound to `address` (a host name or an IPv4/IPv6 literal; NULL binds to any
- * address), with `SO_REUSEADDR`, listening with a backlog of `SOMAXCONN`.
- * With `port` NULL or "": a Unix domain socket bound to the path `address`
- * (a stale socket file at that path is removed first; any other file is
- * left alone and the call fails with `EADDRINUSE`).
+ * bound to `address` (a host name or an IPv4/IPv6 literal), with
+ * `SO_REUSEADDR`, listening with a backlog of `SOMAXCONN`. A NULL `address`
+ * means any address, IPv4 and IPv6: the socket is bound to `::` with
+ * `IPV6_V6ONLY` off (IPv4 clients appear as `::ffff:a.b.c.d`), or to
+ * `0.0.0.0` where the machine has no IPv6.
+ * With `port` NULL or "": a Unix domain socket bound to the path `address`.
+ * A stale socket file at that path (one nobody accepts connections on: a
+ * probing `connect` is refused) is removed first. The socket of a server
+ * still listening there is left alone, and so is any other kind of file:
+ * the call then fails with `EADDRINUSE` (the live server sees the probe as
+ * a connection that closes at once).
  *
  * Returns -1 on error with `errno` set: `EINVAL` (NULL Unix path, numeric
  * port above 65535, unknown service), `ENAMETOOLONG` (Unix path longer than
@@ -311,7 +317,7 @@ intptr_t sock_connect(char *address, char *port);
  *
  * If the library still considered `fd` open (it was closed behind the
  * library's back and the number reused), the old connection is treated as
- * closed first: its queued data is dropped and `on_clear`, `reactor_remove`
+ * closed first: its queued data is dropped and `reactor_remove`, `on_clear`
  * and `reactor_on_close` are called for the *old* UUID.
  *
  * Returns -1 with `errno` `EBADF` when `fd` is not an open descriptor, or
@@ -336,11 +342,17 @@ intptr_t sock_fd2uuid(int fd);
  *
  * Returns the number of bytes read (> 0); **0 when nothing is available
  * now** (`EAGAIN`, `EWOULDBLOCK`, `EINTR`, a connection still in progress,
- * or a read hook with nothing yet), also for `count` 0; **-1 at end of
- * stream or on a connection error**, and then the connection is closed
- * gracefully (as by `sock_close`: queued data is still sent, then
- * `reactor_on_close` is called). Uses the connection's `read` hook when
- * set. Calls `sock_touch` when data was read.
+ * or a read hook with nothing yet); **-1 at end of stream or on a
+ * connection error**, and then the connection is closed gracefully (as by
+ * `sock_close`: queued data is still sent, then `reactor_on_close` is
+ * called). Uses the connection's `read` hook when set. Calls `sock_touch`
+ * when data was read.
+ *
+ * `count` 0 behaves as in the original library, whose `read(fd, buf, 0)`
+ * answered 0, taken as end of stream: the connection is closed gracefully
+ * and -1 returned (`buf` may then be NULL; neither `read` nor the hook is
+ * called). Programs use it to drop a client whose input overflows their
+ * buffer.
  *
  * An invalid UUID gives -1 with `errno` `ENODEV`; a NULL `buf` with a
  * non-zero `count` gives -1 with `errno` `EINVAL` and leaves the connection
@@ -360,17 +372,20 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count);
  * -1 otherwise, with `errno`: `ENODEV` (invalid UUID, or the connection
  * closed while a large write waited for room), `EINVAL` (NULL buffer, zero
  * length after the `strlen` rule, negative file offset), `EBADF` (`is_fd`
- * with a descriptor that is not open), or the socket's error (`EPIPE`,
- * `ECONNRESET`, ...) when the write was sent at once and the peer was gone
- * — the connection is then closed (`reactor_on_close` was called).
+ * with a descriptor that is not open), `ENOTCONN` (the UUID is a listening
+ * socket: nothing is queued and the listener stays open), or the socket's
+ * error (`EPIPE`, `ECONNRESET`, ...) when the write was sent at once and the
+ * peer was gone — the connection is then closed (`reactor_on_close` was
+ * called).
  *
  * Data larger than the free part of the packet pool blocks the caller,
  * flushing connections, until all of it is queued; no other write to the
  * same connection lands inside it. With `move`, the buffer belongs to the
  * library even when the call fails (it is `free`d). With `is_fd`, the file
  * is sent from `offset`, at most `length` bytes or to its end, then closed
- * — also when the call fails. Urgent data (not a file) is copied outside
- * the pool.
+ * — also when the call fails; an `offset` at or past the end (up to
+ * `INT64_MAX`) sends nothing, and the data queued after the file follows.
+ * Urgent data (not a file) is copied outside the pool.
  */
 ssize_t sock_write2_fn(struct sock_write_info_s options);
 
@@ -409,16 +424,28 @@ void sock_flush_all(void);
 void sock_close(intptr_t uuid);
 
 /**
- * Closes the connection now (`shutdown` + `close`), dropping queued data,
- * then calls `on_clear`, `reactor_remove` and `reactor_on_close` for the
- * UUID. Invalid UUIDs are ignored.
+ * Closes the connection now, dropping queued data: `shutdown`, then
+ * `reactor_remove` (while the fd number is still the connection's), then
+ * `close`, `on_clear` and `reactor_on_close` for the UUID. Invalid UUIDs
+ * are ignored.
+ *
+ * While another thread is inside a system call or hook on the fd (e.g.
+ * blocked in `sock_read` on a blocking fd), the `shutdown` still happens at
+ * once, which wakes that thread and shows the peer the end of the stream;
+ * `reactor_remove`, `close` and the other callbacks then come when that
+ * thread is out (the fd number cannot be reused meanwhile).
  */
 void sock_force_close(intptr_t uuid);
 
 /**
  * Takes a packet from the pool: `length` 0, metadata zeroed, `buffer`
  * pointing at the packet's own `BUFFER_PACKET_SIZE` bytes. When the pool is
- * exhausted, flushes connections and waits until a packet is free.
+ * exhausted, flushes connections and waits until a packet is free (queued
+ * data drains, or another thread gives a packet back).
+ *
+ * Returns NULL with `errno` `ENOMEM` when waiting cannot help: every packet
+ * in use was checked out by the calling thread and is still held (not
+ * sent, not freed), so only this thread could free one.
  *
  * The packet must be given back with `sock_send_packet` or
  * `sock_free_packet`, never `free`.
@@ -431,10 +458,11 @@ struct sock_packet_s *sock_checkout_packet(void);
  * first packet is `urgent` — and flushes. The library owns the packets from
  * here, **even on error**.
  *
- * Returns 0, or -1: `ENODEV` for an invalid UUID (the packets are released
- * as by `sock_free_packet`), `EINVAL` when the chain holds a pointer that is
- * not a checked-out packet (packets before it are released, nothing after
- * it is touched).
+ * Returns 0, or -1: `ENODEV` for an invalid UUID and `ENOTCONN` for a
+ * listening socket's UUID (the packets are released as by
+ * `sock_free_packet`; a listener stays open), `EINVAL` when the chain holds
+ * a pointer that is not a checked-out packet (packets before it are
+ * released, nothing after it is touched).
  */
 ssize_t sock_send_packet(intptr_t uuid, struct sock_packet_s *packet);
 
@@ -591,8 +619,11 @@ extern "C" {
 void reactor_on_close(intptr_t uuid);
 
 /**
- * Called just before reactor_on_close(), so an event loop can forget the fd.
- * The return value is ignored by the library (the default returns -1).
+ * Called once for every connection the library closes, before its fd is
+ * closed (so an event loop's epoll_ctl(EPOLL_CTL_DEL, sock_uuid2fd(uuid))
+ * acts on this connection, never on a new one that reused the fd number)
+ * and before reactor_on_close(). The return value is ignored by the library
+ * (the default returns -1).
  */
 int reactor_remove(intptr_t uuid);
 

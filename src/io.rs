@@ -26,6 +26,7 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
     }
     let slot = table().slot_or_create(fd).ok_or(Errno::EMFILE)?;
     let socket = sys::is_socket(fd);
+    let listening = socket && sys::is_listening(fd);
     let mut c = slot.conn.lock();
     let old = c
         .open
@@ -38,6 +39,7 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
     c.counter = c.counter.wrapping_add(1);
     c.open = true;
     c.socket = socket;
+    c.listening = listening;
     let id = uuid::encode(fd, c.counter);
     drop(c);
     if let Some(old) = old {
@@ -56,7 +58,12 @@ pub unsafe fn read(id: isize, buf: *mut c_void, count: usize) -> isize {
         return -1;
     };
     if count == 0 {
-        return 0;
+        // The original called `read(fd, buf, 0)`, got 0 and took it as end
+        // of stream; programs rely on that to drop a client whose input
+        // overflows their buffer. Same outcome, without the system call.
+        drop(l);
+        close(id);
+        return -1;
     }
     if buf.is_null() {
         sys::set_errno(Errno::EINVAL);
@@ -153,11 +160,16 @@ pub fn fd2uuid(fd: RawFd) -> isize {
         .unwrap_or(uuid::INVALID)
 }
 
-/// `sock_checkout_packet`.
+/// `sock_checkout_packet`: NULL (`ENOMEM`) when only the calling thread
+/// could free a packet.
 pub fn checkout_packet() -> *mut sock_packet_s {
-    let p = pool::take(make_progress);
-    pool::lend(p);
-    p.as_ptr().cast()
+    match pool::checkout(make_progress) {
+        Some(p) => p.as_ptr().cast(),
+        None => {
+            sys::set_errno(Errno::ENOMEM);
+            std::ptr::null_mut()
+        }
+    }
 }
 
 /// `sock_free_packet`.

@@ -11,9 +11,10 @@
 //! pointer that did not come from the pool, or a packet released twice, is
 //! refused instead of corrupting memory.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -58,8 +59,9 @@ struct State {
     /// Packets allocated and not idle: held by connections or the program.
     busy: usize,
     limit: usize,
-    /// Packets currently checked out by the program.
-    lent: HashSet<usize>,
+    /// Packets currently checked out by the program, with the thread that
+    /// took each.
+    lent: HashMap<usize, ThreadId>,
 }
 
 // SAFETY: the raw pointers are owned by the pool while in `idle`; access is
@@ -84,7 +86,7 @@ fn pool() -> &'static Pool {
                 idle: Vec::new(),
                 busy: 0,
                 limit,
-                lent: HashSet::new(),
+                lent: HashMap::new(),
             }),
             freed: Condvar::new(),
         }
@@ -133,14 +135,21 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
     Some(packet)
 }
 
-/// Takes a packet, calling `make_progress` (which flushes connections and
-/// waits briefly for the kernel to take data) until one is free.
-pub fn take(mut make_progress: impl FnMut()) -> NonNull<PoolPacket> {
-    loop {
-        if let Some(p) = take_unless(&mut || false, &mut make_progress) {
-            return p;
-        }
-    }
+/// Takes a packet for the program (`sock_checkout_packet`) and records it
+/// as lent, calling `make_progress` (which flushes connections and waits
+/// briefly for the kernel to take data) until one is free — unless waiting
+/// cannot help: `None` when every packet in use was checked out by the
+/// calling thread itself (none is queued, where flushing could free it, and
+/// no other thread holds one it could give back).
+pub fn checkout(make_progress: impl FnMut()) -> Option<NonNull<PoolPacket>> {
+    let me = std::thread::current().id();
+    let mut only_mine_left = || {
+        let s = pool().state.lock();
+        s.busy >= s.limit && s.lent.len() == s.busy && s.lent.values().all(|&t| t == me)
+    };
+    let p = take_unless(&mut only_mine_left, make_progress)?;
+    lend(p);
+    Some(p)
 }
 
 /// As [`take`], but gives up (`None`) as soon as `give_up` says so — for a
@@ -167,8 +176,8 @@ pub fn take_unless(
     }
 }
 
-/// Returns a packet taken with [`try_take`]/[`take`] (not one lent to the
-/// program: see [`give_back`]).
+/// Returns a packet taken with [`try_take`]/[`take_unless`] (not one lent to
+/// the program: see [`give_back`]).
 pub fn put(packet: NonNull<PoolPacket>) {
     let p = pool();
     let mut s = p.state.lock();
@@ -190,16 +199,21 @@ pub fn put(packet: NonNull<PoolPacket>) {
     p.freed.notify_one();
 }
 
-/// Records that `packet` is now the program's.
+/// Records that `packet` is now the program's (taken by this thread).
 pub fn lend(packet: NonNull<PoolPacket>) {
-    pool().state.lock().lent.insert(packet.as_ptr() as usize);
+    let me = std::thread::current().id();
+    pool()
+        .state
+        .lock()
+        .lent
+        .insert(packet.as_ptr() as usize, me);
 }
 
 /// Takes back a packet the program holds. `None` when `ptr` was not lent by
 /// the pool (a foreign pointer, or a packet already sent or freed).
 pub fn give_back(ptr: *mut sock_packet_s) -> Option<NonNull<PoolPacket>> {
     let mut s = pool().state.lock();
-    if s.lent.remove(&(ptr as usize)) {
+    if s.lent.remove(&(ptr as usize)).is_some() {
         NonNull::new(ptr.cast())
     } else {
         None

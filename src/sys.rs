@@ -66,6 +66,23 @@ pub fn is_socket(fd: RawFd) -> bool {
     }
 }
 
+/// True when the socket `fd` is listening for connections (`SO_ACCEPTCONN`).
+pub fn is_listening(fd: RawFd) -> bool {
+    let mut v: c_int = 0;
+    let mut len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, which we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut v as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && v != 0
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit where allowed and
 /// returns the soft limit in force (the number of fds the process may use).
 pub fn raise_fd_limit() -> u64 {
@@ -458,41 +475,92 @@ fn unix_address(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Err
     Ok((addr, len))
 }
 
+/// True when nobody accepts connections on the Unix socket at `addr`: a
+/// connect is refused (or the file is gone). A server that answers — or
+/// any other outcome, which cannot prove the socket stale — is left alone.
+/// The probe connection, if one is made, is closed at once.
+fn unix_socket_is_stale(addr: &libc::sockaddr_un, len: libc::socklen_t) -> Result<bool, Errno> {
+    let fd = stream_socket(libc::AF_UNIX)?;
+    // SAFETY: addr/len describe a valid sockaddr_un owned by the caller.
+    let rc = unsafe { libc::connect(fd, (addr as *const libc::sockaddr_un).cast(), len) };
+    let err = Errno::last();
+    close(fd);
+    Ok(rc != 0 && matches!(err, Errno::ECONNREFUSED | Errno::ENOENT))
+}
+
+/// A listening TCP socket on the address `ai` describes. With `dual_stack`,
+/// an IPv6 socket also takes IPv4 connections (`IPV6_V6ONLY` off); where
+/// that cannot be set, `EAFNOSUPPORT`.
+fn listen_tcp(ai: &libc::addrinfo, dual_stack: bool) -> Result<RawFd, Errno> {
+    let fd = stream_socket(ai.ai_family)?;
+    let one: c_int = 1;
+    let zero: c_int = 0;
+    let int_len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: the option values are live c_ints; ai_addr/ai_addrlen come
+    // from getaddrinfo (or with_numeric_address) and describe a valid address.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const c_int).cast(),
+            int_len,
+        );
+        if dual_stack && ai.ai_family == libc::AF_INET6 {
+            let rc = libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&zero as *const c_int).cast(),
+                int_len,
+            );
+            if rc != 0 {
+                close(fd);
+                return Err(Errno::EAFNOSUPPORT);
+            }
+        }
+        sock_call(libc::bind(fd, ai.ai_addr, ai.ai_addrlen), fd)?;
+        sock_call(libc::listen(fd, libc::SOMAXCONN), fd)?;
+    }
+    Ok(fd)
+}
+
 /// A listening socket: TCP on `address:port`, or a Unix socket at `address`
 /// when `port` is `None`. Non-blocking, `SO_REUSEADDR`, backlog `SOMAXCONN`.
+/// No `address` (any address) means IPv4 and IPv6: one socket on `::` that
+/// takes both, or `0.0.0.0` where the machine has no IPv6.
 pub fn listen(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errno> {
     match port {
-        Some(port) => with_tcp_addresses(address, port, true, |ai| {
-            let fd = stream_socket(ai.ai_family)?;
-            let one: c_int = 1;
-            // SAFETY: the option value is a live c_int; ai_addr/ai_addrlen
-            // come from getaddrinfo and describe a valid address.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_REUSEADDR,
-                    (&one as *const c_int).cast(),
-                    size_of::<c_int>() as libc::socklen_t,
-                );
-                sock_call(libc::bind(fd, ai.ai_addr, ai.ai_addrlen), fd)?;
-                sock_call(libc::listen(fd, libc::SOMAXCONN), fd)?;
+        Some(port) if address.is_some() => {
+            with_tcp_addresses(address, port, true, |ai| listen_tcp(ai, false))
+        }
+        Some(port) => {
+            match with_tcp_addresses(Some(c"::"), port, true, |ai| listen_tcp(ai, true)) {
+                // No IPv6 here (no such family, or no address of it).
+                Err(Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL) => {
+                    with_tcp_addresses(Some(c"0.0.0.0"), port, true, |ai| listen_tcp(ai, false))
+                }
+                r => r,
             }
-            Ok(fd)
-        }),
+        }
         None => {
             let path = address.ok_or(Errno::EINVAL)?;
             let (addr, len) = unix_address(path)?;
             // A stale socket file from an earlier run would make bind fail;
-            // remove it, but never a file of another kind.
-            // SAFETY: lstat/unlink read the NUL-terminated path.
-            unsafe {
+            // remove it, but never a file of another kind, nor the socket
+            // of a server that is still listening there.
+            // SAFETY: lstat reads the NUL-terminated path into `st`.
+            let socket_file = unsafe {
                 let mut st: libc::stat = zeroed();
-                if libc::lstat(path.as_ptr(), &mut st) == 0
+                libc::lstat(path.as_ptr(), &mut st) == 0
                     && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
-                {
-                    libc::unlink(path.as_ptr());
+            };
+            if socket_file {
+                if !unix_socket_is_stale(&addr, len)? {
+                    return Err(Errno::EADDRINUSE);
                 }
+                // SAFETY: unlink reads the NUL-terminated path.
+                unsafe { libc::unlink(path.as_ptr()) };
             }
             let fd = stream_socket(libc::AF_UNIX)?;
             // SAFETY: addr/len describe a valid sockaddr_un we own.

@@ -59,6 +59,8 @@ pub struct Conn {
     pub open: bool,
     /// The fd is a socket (sends use `MSG_NOSIGNAL`).
     pub socket: bool,
+    /// The fd is a listening socket: writes to it are refused.
+    pub listening: bool,
     pub queue: WriteQueue,
     /// Urgent entries that arrived while a flush had entries out of the
     /// queue; placed when those are put back.
@@ -100,6 +102,7 @@ impl Conn {
             counter: 0,
             open: false,
             socket: false,
+            listening: false,
             queue: WriteQueue::new(),
             urgent_waiting: VecDeque::new(),
             hooks: std::ptr::null_mut(),
@@ -190,7 +193,8 @@ impl Closing {
 
 /// Marks the connection closed and takes its data. The fd itself is closed
 /// (and the callbacks run) by [`Closing::complete`] — or, while another
-/// thread is inside a system call on the fd, by that thread when it leaves.
+/// thread is inside a system call on the fd, by that thread when it leaves
+/// (a forced close then shuts the socket down at once).
 pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Closing {
     let closed = Closed {
         uuid: uuid::encode(fd, c.counter),
@@ -211,6 +215,13 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     dropped.extend(c.after_stream.drain(..));
     slot.changed.notify_all();
     let finish = if c.pins > 0 {
+        // The fd number stays ours until the threads inside a call on it are
+        // out, so the close and the callbacks wait for them; but a forced
+        // close shuts the socket down now, which wakes a thread blocked
+        // reading or writing it (and the peer sees the end at once).
+        if kind == CloseKind::Force {
+            sys::shutdown(fd);
+        }
         c.deferred.push(closed);
         None
     } else {
@@ -219,9 +230,12 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     Closing { dropped, finish }
 }
 
-/// Closes the fd (as `kind` says), then calls `on_clear`, `reactor_remove`
-/// and `reactor_on_close` for the closed UUID. No lock is held.
+/// Calls `reactor_remove` for the closed UUID while its fd number is still
+/// its own (an event loop's `epoll_ctl(EPOLL_CTL_DEL, fd)` cannot hit a
+/// connection that reused the number), closes the fd (as `kind` says), then
+/// calls `on_clear` and `reactor_on_close`. No lock is held.
 pub fn finish(c: Closed) {
+    crate::callbacks::remove(c.uuid);
     match c.kind {
         CloseKind::Force => {
             sys::shutdown(c.fd);
@@ -243,7 +257,6 @@ pub fn finish(c: Closed) {
             unsafe { on_clear(c.uuid, c.hooks) };
         }
     }
-    crate::callbacks::remove(c.uuid);
     crate::callbacks::on_close(c.uuid);
 }
 

@@ -230,6 +230,13 @@ fn send_mem_one(e: &mut Entry, sink: &Sink, t: &mut Transfer) {
     }
 }
 
+/// The most bytes a file request at `offset` may ask for. The kernel
+/// refuses (`EINVAL`) a `sendfile` or `pread` whose end would pass the
+/// largest file offset, and no file holds data beyond it: 0 is end of file.
+fn room_at(offset: libc::off_t) -> u64 {
+    libc::off_t::MAX.saturating_sub(offset) as u64
+}
+
 fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
     if sink.write_hook().is_some() {
         f.no_sendfile = true;
@@ -240,7 +247,11 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
             return;
         }
         if !f.no_sendfile && !staged {
-            let want = f.remaining.min(SENDFILE_MAX as u64) as usize;
+            let want = f.remaining.min(SENDFILE_MAX as u64).min(room_at(f.offset)) as usize;
+            if want == 0 {
+                f.eof = true;
+                return;
+            }
             let sent = sys::sendfile(sink.fd, f.fd, &mut f.offset, want);
             if sent > 0 {
                 f.remaining -= sent as u64;
@@ -274,7 +285,14 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
         // Read-and-write path.
         let stage = f.stage.get_or_insert_with(Stage::new);
         if stage.start >= stage.end {
-            let want = f.remaining.min(BUFFER_FILE_READ_SIZE as u64) as usize;
+            let want = f
+                .remaining
+                .min(BUFFER_FILE_READ_SIZE as u64)
+                .min(room_at(f.offset)) as usize;
+            if want == 0 {
+                f.eof = true;
+                return;
+            }
             let got = sys::pread(f.fd, &mut stage.buf[..want], f.offset);
             if got < 0 {
                 if Errno::last() == Errno::EINTR {

@@ -283,6 +283,11 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
         drop(owned);
         return Err(Errno::ENODEV);
     };
+    if l.conn.listening {
+        drop(l);
+        drop(owned);
+        return Err(Errno::ENOTCONN);
+    }
     let urgent = o.is_urgent();
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
@@ -389,5 +394,10 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
         drop(entries);
         return Err(Errno::ENODEV);
     };
+    if l.conn.listening {
+        drop(l);
+        drop(entries);
+        return Err(Errno::ENOTCONN);
+    }
     enqueue_and_flush(l, id, entries, urgent)
 }

@@ -6,7 +6,8 @@
  * One driver thread makes every library call (reader threads only read the
  * peer ends, common.h), so the expected result of each call is exact:
  *   - calls on open connections succeed, on closed ones fail with ENODEV;
- *   - bad arguments fail with the documented errno and change nothing;
+ *   - bad arguments fail with the documented errno and change nothing
+ *     (but a 0-byte sock_read closes gracefully, as in the original);
  *   - sock_force_close closes at once (reactor_remove + reactor_on_close
  *     before it returns), sock_close once nothing is pending;
  *   - sock_isvalid / sock_fd2uuid agree with the model after every call;
@@ -161,7 +162,8 @@ static void op_send(lconn_t *c) {
             send_name[how], len, c->id, errno);
 }
 
-/* Bad arguments: the documented errno, and no effect on the connection. */
+/* Bad arguments: the documented errno, and no effect on the connection
+ * (except a 0-byte read: a graceful close, as in the original). */
 static void op_badargs(lconn_t *c) {
   int is_open = !closed(c);
   intptr_t u = c->uuid;
@@ -219,9 +221,13 @@ static void op_badargs(lconn_t *c) {
     r = sock_read(u, NULL, 10);
     if (r != -1 || (is_open && errno != EINVAL) || (!is_open && errno != ENODEV))
       rl_fail("bad-args", "sock_read into NULL: %zd errno %d", r, errno);
+    /* 0 bytes: end of stream, as in the original (read(fd, buf, 0) is 0):
+     * a graceful close, like sock_close */
+    if (is_open)
+      atomic_store(&c->close_req, 1);
     r = sock_read(u, buf, 0);
-    if (r != (is_open ? 0 : -1))
-      rl_fail("bad-args", "sock_read of 0 bytes: %zd", r);
+    if (r != -1)
+      rl_fail("bad-args", "sock_read of 0 bytes: %zd (not closed)", r);
     break;
   case 6: { /* a packet the pool never handed out */
     sock_packet_s fake;
