@@ -4,7 +4,8 @@
 #   symlinks appear next to unrelated files already there, libsock.pc names
 #   /usr/local (not DESTDIR), and `make uninstall` removes exactly them;
 # - PREFIX=<tmp> (no DESTDIR): abi/install/prog.c built with
-#   `pkg-config --cflags --libs libsock` (shared: runs against the installed
+#   `pkg-config --cflags --libs libsock` (shared: -lsock finds the installed
+#   linker script libsock.so, the program runs against the installed
 #   libsock.so.<major>) and with `pkg-config --static` against libsock.a
 #   (no libsock.so needed); both run; `make uninstall` leaves nothing.
 # Prints PASS/FAIL lines; exits non-zero when one failed.
@@ -26,6 +27,7 @@ contents() { (cd "$1" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort
 
 installed="lib/libsock.a
 lib/libsock.so
+lib/libsock_nonshared.a
 lib/libsock.so.$major
 lib/libsock.so.$version
 lib/pkgconfig/libsock.pc
@@ -56,14 +58,16 @@ if "${MAKE_[@]}" install DESTDIR="$stage" PREFIX=/usr/local >"$tmp/log" 2>&1; th
   fi
   lib=$stage/usr/local/lib
   if [[ $(readlink "$lib/libsock.so.$major") == "libsock.so.$version" &&
-    $(readlink "$lib/libsock.so") == "libsock.so.$major" &&
+    -f $lib/libsock.so && ! -L $lib/libsock.so &&
     -f $lib/libsock.so.$version && ! -L $lib/libsock.so.$version ]] &&
     cmp -s "$lib/libsock.so.$version" "build/lib/libsock.so.$version" &&
+    cmp -s "$lib/libsock.so" build/lib/libsock.so &&
+    cmp -s "$lib/libsock_nonshared.a" build/lib/libsock_nonshared.a &&
     cmp -s "$lib/libsock.a" build/lib/libsock.a &&
     cmp -s "$stage/usr/local/include/libsock.h" include/libsock.h; then
     pass staged-libraries-and-symlinks
   else
-    fail staged-libraries-and-symlinks "libsock.so -> libsock.so.$major -> libsock.so.$version, copies of build/"
+    fail staged-libraries-and-symlinks "libsock.so.$major -> libsock.so.$version; libsock.so (the linker script), libsock_nonshared.a, libsock.a: copies of build/"
   fi
   pc=$lib/pkgconfig/libsock.pc
   if grep -qx 'prefix=/usr/local' "$pc" && ! grep -q "$stage" "$pc" &&
