@@ -15,14 +15,20 @@ use nix::errno::Errno;
 use crate::callbacks::{self, TaskFn};
 use crate::io;
 use crate::pool;
+use crate::shadow;
 use crate::sys;
 use crate::table;
 use crate::types::{sock_packet_s, sock_rw_hook_s, sock_write_info_s};
 use crate::uuid::INVALID;
 
-/// Runs `f`, turning a panic into `on_panic` (errno `EIO`).
+/// Runs `f`, turning a panic into `on_panic` (errno `EIO`). The first call
+/// of the process also checks that the program does not shadow the
+/// library's functions ([`shadow`]).
 pub fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        shadow::check_once();
+        f()
+    })) {
         Ok(v) => v,
         Err(_) => {
             sys::set_errno(Errno::EIO);

@@ -13,6 +13,8 @@
 //! - [`transfer`] — moving queued bytes to the kernel or a write hook;
 //! - [`sys`] — thin wrappers around the system calls;
 //! - [`callbacks`] — the program's overridable callbacks;
+//! - [`shadow`] — the warning about a program that shadows the library's
+//!   functions with its own;
 //! - [`types`] / [`uuid`] — the C types and the UUID encoding.
 
 #![allow(non_camel_case_types)]
@@ -22,6 +24,7 @@ pub mod ffi;
 pub mod io;
 pub mod pool;
 pub mod queue;
+pub mod shadow;
 pub mod sys;
 pub mod table;
 pub mod transfer;
