@@ -1,6 +1,8 @@
 # libsock-rs — build, test and install the C library.
 #
-#   make          release build: build/lib/libsock.{so,a} + include/libsock.h
+#   make          release build: build/lib/libsock.so.* and libsock.a, the
+#                 -lsock linker script libsock.so with libsock_nonshared.a,
+#                 and include/libsock.h
 #   make test     cargo tests, then the C harness against the shared and the
 #                 static library, then the ABI, symbol, header, version and
 #                 install checks; ends with "N passed, N failed"
@@ -38,6 +40,12 @@ LIBS_PRIVATE ?= -lgcc_s -lutil -lrt -lpthread -lm -ldl
 all: build
 
 # The release libraries, named like an installed C library, and the header.
+# libsock.so is a linker script (src/libsock.so.in), as glibc's libc.so:
+# -lsock links libsock.so.$(MAJOR) and, into the program,
+# libsock_nonshared.a (src/nonshared.c), whose strong definitions make the
+# library's functions win over a program's weak fallbacks (README, "Using it").
+NONSHARED_CFLAGS := -std=c99 -O2 -g -fPIC -Wall -Wextra -Werror -Iinclude
+
 build:
 	$(CARGO) build --release
 	@$(MAKE) --no-print-directory header
@@ -46,9 +54,15 @@ build:
 	cp -f target/release/libsock.so $(LIBDIR)/.libsock.so.new
 	mv -f $(LIBDIR)/.libsock.so.new $(LIBDIR)/libsock.so.$(VERSION)
 	ln -sf libsock.so.$(VERSION) $(LIBDIR)/$(SONAME)
-	ln -sf $(SONAME) $(LIBDIR)/libsock.so
 	cp -f target/release/libsock.a $(LIBDIR)/.libsock.a.new
 	mv -f $(LIBDIR)/.libsock.a.new $(LIBDIR)/libsock.a
+	$(CC) $(NONSHARED_CFLAGS) -c src/nonshared.c -o build/nonshared.o
+	rm -f $(LIBDIR)/.libsock_nonshared.a.new
+	$(AR) rcD $(LIBDIR)/.libsock_nonshared.a.new build/nonshared.o
+	mv -f $(LIBDIR)/.libsock_nonshared.a.new $(LIBDIR)/libsock_nonshared.a
+	@# mv replaces the file or an older build's symlink, never its target
+	sed 's/@MAJOR@/$(MAJOR)/g' src/libsock.so.in > $(LIBDIR)/.libsock.so.script
+	mv -f $(LIBDIR)/.libsock.so.script $(LIBDIR)/libsock.so
 
 # Copy the header cbindgen generated (newest build) into include/.
 header:
@@ -107,12 +121,16 @@ pc:
 # install does not build: `make` first, as yourself (cargo run by `sudo make
 # install` would leave root-owned files in target/).
 install:
-	@test -f $(LIBDIR)/libsock.so.$(VERSION) -a -f $(LIBDIR)/libsock.a || \
-	  { echo "$(LIBDIR)/libsock.so.$(VERSION) or libsock.a missing: run make first"; exit 1; }
+	@for f in libsock.so.$(VERSION) libsock.so libsock_nonshared.a libsock.a; do \
+	  test -f $(LIBDIR)/$$f -a ! -L $(LIBDIR)/$$f || \
+	    { echo "$(LIBDIR)/$$f missing (or from an older build): run make first"; exit 1; }; \
+	done
 	$(INSTALL) -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
 	$(INSTALL) -m 755 $(LIBDIR)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/libsock.so.$(VERSION)
 	ln -sf libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libsock.so
+	rm -f $(DESTDIR)$(libdir)/libsock.so
+	$(INSTALL) -m 644 $(LIBDIR)/libsock.so $(DESTDIR)$(libdir)/libsock.so
+	$(INSTALL) -m 644 $(LIBDIR)/libsock_nonshared.a $(DESTDIR)$(libdir)/libsock_nonshared.a
 	$(INSTALL) -m 644 $(LIBDIR)/libsock.a $(DESTDIR)$(libdir)/libsock.a
 	$(INSTALL) -m 644 include/libsock.h $(DESTDIR)$(includedir)/libsock.h
 	@$(MAKE) --no-print-directory pc PCFILE=$(DESTDIR)$(pkgconfigdir)/libsock.pc
@@ -120,7 +138,8 @@ install:
 
 uninstall:
 	rm -f $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
-	      $(DESTDIR)$(libdir)/libsock.so $(DESTDIR)$(libdir)/libsock.a \
+	      $(DESTDIR)$(libdir)/libsock.so $(DESTDIR)$(libdir)/libsock_nonshared.a \
+	      $(DESTDIR)$(libdir)/libsock.a \
 	      $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc
 
 # The version (from Cargo.toml), for scripts.

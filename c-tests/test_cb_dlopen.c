@@ -1,11 +1,13 @@
 /*
  * The registration API (issue 3) for programs that cannot define global
- * symbols: this program loads libsock.so with dlopen(RTLD_LOCAL), as a plugin
- * host would, reaches every function through dlsym, and gets its callbacks
- * only by registering them. It calls no sock_* symbol directly, so it
- * behaves the same in both link modes of the harness.
+ * symbols: this program loads libsock.so.0 with dlopen(RTLD_LOCAL), as a
+ * plugin host would, reaches every function through dlsym, and gets its
+ * callbacks only by registering them. It calls no sock_* symbol directly,
+ * so it behaves the same in both link modes of the harness.
  *
- * LIBSOCK_SO names the library (default build/lib/libsock.so).
+ * LIBSOCK_SO names the library (default build/lib/libsock.so.<major>, the
+ * SONAME: build/lib/libsock.so is the linker script -lsock reads, which
+ * dlopen cannot load).
  */
 #include <dlfcn.h>
 #include <stdatomic.h>
@@ -13,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "harness.h"
+#include "libsock.h" /* LIB_SOCK_VERSION_MAJOR only: no sock_* symbol is used */
 
 typedef intptr_t (*open_fn)(int);
 typedef void (*close_fn)(intptr_t);
@@ -37,6 +40,9 @@ static void on_touch(intptr_t uuid) {
   atomic_fetch_add(&touches, 1);
 }
 
+#define SONAME_MAJOR_(m) #m
+#define SONAME_MAJOR(m) SONAME_MAJOR_(m)
+
 #define SYM(T, name)                                                           \
   T name = (T)dlsym(lib, #name);                                               \
   REQUIRE(name != NULL)
@@ -44,7 +50,7 @@ static void on_touch(intptr_t uuid) {
 TEST(plugin_registers_callbacks) {
   const char *path = getenv("LIBSOCK_SO");
   if (!path)
-    path = "build/lib/libsock.so";
+    path = "build/lib/libsock.so." SONAME_MAJOR(LIB_SOCK_VERSION_MAJOR);
   void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!lib)
     h_fail_at(__FILE__, __LINE__, "dlopen(%s): %s", path, dlerror());

@@ -4,9 +4,12 @@
 #   symlinks appear next to unrelated files already there, libsock.pc names
 #   /usr/local (not DESTDIR), and `make uninstall` removes exactly them;
 # - PREFIX=<tmp> (no DESTDIR): abi/install/prog.c built with
-#   `pkg-config --cflags --libs libsock` (shared: runs against the installed
+#   `pkg-config --cflags --libs libsock` (shared: -lsock finds the installed
+#   linker script libsock.so, the program runs against the installed
 #   libsock.so.<major>) and with `pkg-config --static` against libsock.a
-#   (no libsock.so needed); both run; `make uninstall` leaves nothing.
+#   (no libsock.so needed); both run; so does c-tests/link/weak_fallbacks.c
+#   (a program with weak fallbacks of sock_* functions: the library's
+#   definitions must run, in both links); `make uninstall` leaves nothing.
 # Prints PASS/FAIL lines; exits non-zero when one failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ contents() { (cd "$1" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort
 
 installed="lib/libsock.a
 lib/libsock.so
+lib/libsock_nonshared.a
 lib/libsock.so.$major
 lib/libsock.so.$version
 lib/pkgconfig/libsock.pc
@@ -56,14 +60,16 @@ if "${MAKE_[@]}" install DESTDIR="$stage" PREFIX=/usr/local >"$tmp/log" 2>&1; th
   fi
   lib=$stage/usr/local/lib
   if [[ $(readlink "$lib/libsock.so.$major") == "libsock.so.$version" &&
-    $(readlink "$lib/libsock.so") == "libsock.so.$major" &&
+    -f $lib/libsock.so && ! -L $lib/libsock.so &&
     -f $lib/libsock.so.$version && ! -L $lib/libsock.so.$version ]] &&
     cmp -s "$lib/libsock.so.$version" "build/lib/libsock.so.$version" &&
+    cmp -s "$lib/libsock.so" build/lib/libsock.so &&
+    cmp -s "$lib/libsock_nonshared.a" build/lib/libsock_nonshared.a &&
     cmp -s "$lib/libsock.a" build/lib/libsock.a &&
     cmp -s "$stage/usr/local/include/libsock.h" include/libsock.h; then
     pass staged-libraries-and-symlinks
   else
-    fail staged-libraries-and-symlinks "libsock.so -> libsock.so.$major -> libsock.so.$version, copies of build/"
+    fail staged-libraries-and-symlinks "libsock.so.$major -> libsock.so.$version; libsock.so (the linker script), libsock_nonshared.a, libsock.a: copies of build/"
   fi
   pc=$lib/pkgconfig/libsock.pc
   if grep -qx 'prefix=/usr/local' "$pc" && ! grep -q "$stage" "$pc" &&
@@ -133,6 +139,37 @@ if "${MAKE_[@]}" install PREFIX="$prefix" >"$tmp/log" 2>&1; then
     sed 's/^/  /' "$tmp/log" >&2
     fail static-program "build with pkg-config --static ($static_libs)"
   fi
+
+  # A program whose event loop carries weak fallbacks of sock_flush,
+  # sock_close and sock_write2_fn, shared (-lsock: the linker script) and
+  # static: its test cases pass only when the library's definitions run.
+  weak=(c-tests/link/weak_fallbacks.c c-tests/link/reactor.c)
+  wflags=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -Ic-tests -Ic-tests/link)
+  for mode in shared static; do
+    if [[ $mode == shared ]]; then
+      # shellcheck disable=SC2207
+      libs=($(pkg-config --libs libsock) -lpthread -Wl,-rpath,"$prefix/lib")
+    else
+      # shellcheck disable=SC2206
+      libs=($static_libs)
+    fi
+    # shellcheck disable=SC2046
+    if $CC "${wflags[@]}" $(pkg-config --cflags libsock) -o "$tmp/weak-$mode" "${weak[@]}" \
+      "${libs[@]}" -Wl,--fatal-warnings >"$tmp/log" 2>&1; then
+      timeout 240 "$tmp/weak-$mode" >"$tmp/out" 2>"$tmp/err"
+      rc=$?
+      if [[ $rc -eq 0 ]] && ! grep -q '^FAIL' "$tmp/out" && grep -q '^PASS' "$tmp/out" &&
+        ! grep -q '^libsock:' "$tmp/err"; then
+        pass "weak-fallbacks-$mode ($(grep -c '^PASS' "$tmp/out") cases)"
+      else
+        sed 's/^/  /' "$tmp/out" "$tmp/err" >&2
+        fail "weak-fallbacks-$mode" "the program's weak fallbacks ran, or the library warned"
+      fi
+    else
+      sed 's/^/  /' "$tmp/log" >&2
+      fail "weak-fallbacks-$mode" "build with pkg-config"
+    fi
+  done
 
   "${MAKE_[@]}" uninstall PREFIX="$prefix" >"$tmp/log" 2>&1
   if [[ -z $(contents "$prefix") ]]; then

@@ -11,16 +11,26 @@ use std::ffi::{CStr, c_char};
 use libc::{c_int, c_void, size_t, ssize_t};
 use nix::errno::Errno;
 
-use crate::boundary::guard;
 use crate::callbacks::{self, TaskFn};
 use crate::flush;
 use crate::io;
 use crate::pool;
+use crate::shadow;
 use crate::sys;
 use crate::table;
 use crate::types::{sock_packet_s, sock_rw_hook_s, sock_write_info_s};
 use crate::uuid::INVALID;
 use crate::write;
+
+/// The panic boundary of every export ([`crate::boundary::guard`]). The
+/// first call of the process also checks that the program does not shadow
+/// the library's functions ([`shadow`]).
+fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    crate::boundary::guard(on_panic, || {
+        shadow::check_once();
+        f()
+    })
+}
 
 /// `Ok(v)` → `v`; `Err(e)` → `fail` with `errno = e`.
 fn ret<T>(r: Result<T, Errno>, fail: T) -> T {

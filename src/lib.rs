@@ -18,6 +18,8 @@
 //! - [`sys`] — thin wrappers around the system calls;
 //! - [`callbacks`] — the program's overridable callbacks;
 //! - [`boundary`] — the panic boundary;
+//! - [`shadow`] — the warning about a program that shadows the library's
+//!   functions with its own;
 //! - [`types`] / [`uuid`] — the C types and the UUID encoding.
 
 #![allow(non_camel_case_types)]
@@ -29,6 +31,7 @@ pub mod flush;
 pub mod io;
 pub mod pool;
 pub mod queue;
+pub mod shadow;
 pub mod state;
 pub mod sys;
 pub mod table;

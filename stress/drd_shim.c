@@ -4,6 +4,12 @@
  * packet it hands out (header and storage) as library-owned memory, which
  * DRD is to leave out of the race check.
  *
+ * Those programs link with -lsock, so their sock_checkout_packet is the
+ * hidden definition from libsock_nonshared.a, which calls the library as
+ * __libsock_sock_checkout_packet (README, "Using it"): that is the name
+ * interposed here. (Interposing the public name would also have the
+ * library warn that the program shadows it.)
+ *
  * Why: a pool packet is written by one owner at a time, ownership passing
  * through the pool's parking_lot mutex (a futex DRD cannot see). Without
  * this, DRD reports the program's first write into a packet as racing with
@@ -24,10 +30,11 @@
 static sock_packet_s *(*real_checkout)(void);
 
 __attribute__((constructor)) static void shim_init(void) {
-  real_checkout = (sock_packet_s * (*)(void)) dlsym(RTLD_NEXT, "sock_checkout_packet");
+  real_checkout = (sock_packet_s * (*)(void)) dlsym(RTLD_NEXT, "__libsock_sock_checkout_packet");
 }
 
-sock_packet_s *sock_checkout_packet(void) {
+sock_packet_s *__libsock_sock_checkout_packet(void);
+sock_packet_s *__libsock_sock_checkout_packet(void) {
   sock_packet_s *p = real_checkout ? real_checkout() : NULL;
   if (p) {
     ANNOTATE_BENIGN_RACE_SIZED(p, sizeof(*p), "libsock pool packet header");

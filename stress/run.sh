@@ -51,15 +51,18 @@ mkdir -p "$OUT/bin" "$OUT/log" "$OUT/lib"
 log="$OUT/log"
 
 # ---- the library, snapshotted -------------------------------------------------
-if [[ ! -f build/lib/libsock.a || ! -e build/lib/libsock.so ]]; then
+if [[ ! -f build/lib/libsock.a || ! -f build/lib/libsock_nonshared.a ]]; then
   make --no-print-directory build >"$log/make-build.log" 2>&1 ||
     { tail -n 20 "$log/make-build.log"; fail "make build"; finish; }
 fi
-so=$(readlink -f build/lib/libsock.so)
+# libsock.so is the -lsock linker script; it names the library by its
+# SONAME and libsock_nonshared.a, found next to it.
+so=$(readlink -f "$(ls -d build/lib/libsock.so.[0-9]* | head -n 1)")
 soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
 cp -f "$so" "$OUT/lib/.libsock.so.new" && mv -f "$OUT/lib/.libsock.so.new" "$OUT/lib/$soname"
-ln -sf "$soname" "$OUT/lib/libsock.so"
-cp -f build/lib/libsock.a "$OUT/lib/.libsock.a.new" && mv -f "$OUT/lib/.libsock.a.new" "$OUT/lib/libsock.a"
+for f in libsock.a libsock_nonshared.a libsock.so; do
+  cp -f "build/lib/$f" "$OUT/lib/.$f.new" && mv -f "$OUT/lib/.$f.new" "$OUT/lib/$f"
+done
 LIB=$OUT/lib
 
 # build <variant> <prog>: variant shared | static | asan | asan-static
