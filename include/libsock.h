@@ -524,6 +524,33 @@ int sock_set_packet_pool_size(size_t packets);
 size_t sock_packet_pool_size(void);
 
 /**
+ * Sets the time limit of a lingering close, in milliseconds; 0 turns
+ * lingering off. An extension.
+ *
+ * When a graceful close (`sock_close`, or a read that met the end of the
+ * stream) completes on a socket whose peer is still sending (input the
+ * program did not read is waiting: pipelined requests, a request body), the
+ * library shuts down its sending side (the peer receives every byte, then
+ * EOF), keeps reading and dropping the peer's input until the peer closes
+ * its side or this limit passes, and only then closes the fd. Closing at
+ * once would make the kernel answer the peer's late bytes with a reset that
+ * discards the end of the response still on its way. The UUID is invalid
+ * and `reactor_on_close` has been called as soon as the close completes;
+ * the fd number stays the library's until the real close, so it is not
+ * reused early. At most 4096 closes linger at once (beyond that a close
+ * does not linger). The default is 2000 ms, or the value of the environment
+ * variable `LIBSOCK_LINGER_MS` at the library's first use.
+ * `sock_force_close` never lingers.
+ */
+void sock_set_linger_timeout(unsigned int milliseconds);
+
+/**
+ * Returns the time limit of a lingering close, in milliseconds (0: closes
+ * do not linger). An extension; see `sock_set_linger_timeout`.
+ */
+unsigned int sock_linger_timeout(void);
+
+/**
  * Registers `callback` to be called instead of `reactor_on_close` (NULL
  * restores the symbol: the program's definition or the default). Takes
  * effect at once for every later close; safe from any thread.

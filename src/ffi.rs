@@ -8,7 +8,7 @@
 
 use std::ffi::{CStr, c_char};
 
-use libc::{c_int, c_void, size_t, ssize_t};
+use libc::{c_int, c_uint, c_void, size_t, ssize_t};
 use nix::errno::Errno;
 
 use crate::callbacks::{self, TaskFn};
@@ -20,6 +20,7 @@ use crate::sys;
 use crate::table;
 use crate::types::{sock_packet_s, sock_rw_hook_s, sock_write_info_s};
 use crate::uuid::INVALID;
+use crate::waker;
 use crate::write;
 
 /// The panic boundary of every export ([`crate::boundary::guard`]). The
@@ -405,6 +406,35 @@ pub extern "C" fn sock_set_packet_pool_size(packets: size_t) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_packet_pool_size() -> size_t {
     guard(0, pool::limit)
+}
+
+/// Sets the time limit of a lingering close, in milliseconds; 0 turns
+/// lingering off. An extension.
+///
+/// When a graceful close (`sock_close`, or a read that met the end of the
+/// stream) completes on a socket whose peer is still sending (input the
+/// program did not read is waiting: pipelined requests, a request body), the
+/// library shuts down its sending side (the peer receives every byte, then
+/// EOF), keeps reading and dropping the peer's input until the peer closes
+/// its side or this limit passes, and only then closes the fd. Closing at
+/// once would make the kernel answer the peer's late bytes with a reset that
+/// discards the end of the response still on its way. The UUID is invalid
+/// and `reactor_on_close` has been called as soon as the close completes;
+/// the fd number stays the library's until the real close, so it is not
+/// reused early. At most 4096 closes linger at once (beyond that a close
+/// does not linger). The default is 2000 ms, or the value of the environment
+/// variable `LIBSOCK_LINGER_MS` at the library's first use.
+/// `sock_force_close` never lingers.
+#[unsafe(no_mangle)]
+pub extern "C" fn sock_set_linger_timeout(milliseconds: c_uint) {
+    guard((), || waker::set_linger_ms(milliseconds))
+}
+
+/// Returns the time limit of a lingering close, in milliseconds (0: closes
+/// do not linger). An extension; see `sock_set_linger_timeout`.
+#[unsafe(no_mangle)]
+pub extern "C" fn sock_linger_timeout() -> c_uint {
+    guard(0, waker::linger_ms)
 }
 
 /// Registers `callback` to be called instead of `reactor_on_close` (NULL

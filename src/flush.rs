@@ -410,7 +410,7 @@ mod tests {
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while got.len() < len && std::time::Instant::now() < deadline {
-            let ready = sys::wait_readable(&[sv[1]], Duration::from_millis(100));
+            let ready = sys::wait_readable(&[sv[1]], Some(Duration::from_millis(100)));
             if ready[0] {
                 let mut buf = [0u8; 64];
                 // SAFETY: reading into our own buffer.

@@ -70,6 +70,9 @@ FORWARD(ssize_t, sock_send_packet,
         (intptr_t uuid, struct sock_packet_s *packet), (uuid, packet))
 FORWARD(int, sock_packets_pending, (intptr_t uuid), (uuid))
 FORWARD(int, sock_is_closing, (intptr_t uuid), (uuid))
+FORWARD_VOID(sock_set_linger_timeout, (unsigned int milliseconds),
+             (milliseconds))
+FORWARD(unsigned int, sock_linger_timeout, (void), ())
 FORWARD_VOID(sock_free_packet, (struct sock_packet_s *packet), (packet))
 FORWARD(struct sock_rw_hook_s *, sock_rw_hook_get, (intptr_t uuid), (uuid))
 FORWARD(int, sock_rw_hook_set,

@@ -113,28 +113,56 @@ pub fn shutdown(fd: RawFd) {
     }
 }
 
+/// What [`discard_input`] found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Drained {
+    /// Nothing was waiting, and the peer has not closed its side.
+    Quiet,
+    /// Input was waiting (dropped): the peer is still sending.
+    Sending,
+    /// The peer closed its side, or the socket failed.
+    Ended,
+}
+
 /// Reads and drops the input waiting on a socket, without blocking, before
 /// a graceful close: a `close` with unread input makes the kernel reset the
 /// connection, which throws away what it still holds for the peer (the end
 /// of the last response) and hands the peer `ECONNRESET` instead of EOF.
 /// Bounded (1 MiB), so a peer that keeps sending cannot hold the closing
 /// thread; `errno` is left as it was.
-pub fn discard_input(fd: RawFd) {
+pub fn discard_input(fd: RawFd) -> Drained {
     let saved = Errno::last_raw();
     let mut buf = [0u8; 16 * 1024];
     let mut rounds = 0;
-    while rounds < 64 {
+    let drained = loop {
+        if rounds == 64 {
+            break Drained::Sending;
+        }
         // SAFETY: `buf` is ours and valid for `buf.len()` bytes of writes.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n < 0 && Errno::last() == Errno::EINTR {
+        if n > 0 {
+            rounds += 1;
             continue;
         }
-        if n <= 0 {
-            break;
+        match (n, Errno::last()) {
+            (0, _) => break Drained::Ended,
+            (_, Errno::EINTR) => continue,
+            (_, Errno::EAGAIN) if rounds == 0 => break Drained::Quiet,
+            (_, Errno::EAGAIN) => break Drained::Sending,
+            _ => break Drained::Ended,
         }
-        rounds += 1;
-    }
+    };
     Errno::set_raw(saved);
+    drained
+}
+
+/// `shutdown(fd, SHUT_WR)`: the peer gets EOF after the bytes already
+/// sent; errors ignored.
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: plain system call on a number; errors are harmless here.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_WR);
+    }
 }
 
 /// `read` into caller memory. Returns the system call's result.
@@ -240,10 +268,11 @@ pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
     let _ = poll(&mut polled, PollTimeout::from(timeout_ms));
 }
 
-/// Waits until one of `fds` is readable (or fails), at most `timeout`;
+/// Waits until one of `fds` is readable (or fails), at most `timeout`
+/// (`None`: no limit);
 /// returns, for each fd, whether it is. Negative fds are never ready (they
 /// only make the call wait for the timeout).
-pub fn wait_readable(fds: &[RawFd], timeout: std::time::Duration) -> Vec<bool> {
+pub fn wait_readable(fds: &[RawFd], timeout: Option<std::time::Duration>) -> Vec<bool> {
     let mut polled: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -252,7 +281,10 @@ pub fn wait_readable(fds: &[RawFd], timeout: std::time::Duration) -> Vec<bool> {
             revents: 0,
         })
         .collect();
-    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // Rounded up: a deadline must not be polled for again and again.
+    let ms = timeout.map_or(-1, |t| {
+        c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
+    });
     // SAFETY: `polled` is a valid array of pollfd for its length; poll
     // ignores entries with a negative fd.
     let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };

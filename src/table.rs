@@ -27,8 +27,9 @@ pub const MAX_TRACKED: usize = 1 << 24;
 /// How a connection's fd is let go.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum CloseKind {
-    /// Everything was sent: unread input dropped (see
-    /// [`sys::discard_input`]), then `close`.
+    /// Everything was sent: a socket's sending side is shut down and its
+    /// input read and dropped until the peer closes its side (a lingering
+    /// close, see [`crate::waker::linger`]), then `close`.
     Graceful,
     /// Drop what is queued: `shutdown` + `close`.
     Force,
@@ -241,12 +242,8 @@ pub fn finish(c: Closed) {
             sys::shutdown(c.fd);
             sys::close(c.fd);
         }
-        CloseKind::Graceful => {
-            if c.socket {
-                sys::discard_input(c.fd);
-            }
-            sys::close(c.fd);
-        }
+        CloseKind::Graceful if c.socket => crate::waker::linger(c.fd),
+        CloseKind::Graceful => sys::close(c.fd),
         CloseKind::Forget => {}
     }
     if !c.hooks.is_null() {

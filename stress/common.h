@@ -1357,6 +1357,20 @@ U int count_fds(void) {
   return n - 1; /* the directory's own fd */
 }
 
+/* count_fds() once it is back to `expect`, or after `ms`: a graceful close
+ * lingers (the library keeps the fd until the peer has closed its side, see
+ * README "Lingering close"), so the count settles a little after the last
+ * peer is closed. */
+U int count_fds_settled(int expect, int ms) {
+  int64_t end = now_ms() + ms;
+  int n = count_fds();
+  while (n != expect && now_ms() < end) {
+    tiny_wait();
+    n = count_fds();
+  }
+  return n;
+}
+
 /* Prints the first open fds above `from` (diagnostics for fd leaks). */
 U void list_fds(int from) {
   DIR *d = opendir("/proc/self/fd");

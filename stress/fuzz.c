@@ -817,7 +817,7 @@ static void run_seed(uint64_t seed, long nops) {
     if (close(keep_files[i]) != 0)
       rl_fail("keep-open-closed", "a keep_open file was closed by the "
               "library");
-  int fds1 = count_fds();
+  int fds1 = count_fds_settled(fds0, 5000);
   if (fds1 != fds0) {
     rl_fail("fds-leaked", "%d fds before, %d after", fds0, fds1);
     list_fds(3);

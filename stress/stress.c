@@ -394,7 +394,7 @@ static void run_profile(const profile_t *p) {
   readers_stop(&rd);
   verify_all(nthreads);
   check_pool_whole(10000);
-  int fds1 = count_fds();
+  int fds1 = count_fds_settled(fds0, 5000);
   if (fds1 != fds0) {
     rl_fail("fds-leaked", "%d fds open before the run, %d after (fds leaked or closed "
              "twice)",
