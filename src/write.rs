@@ -176,9 +176,10 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
 /// Sends `data` straight from the caller's buffer when nothing is queued,
 /// nothing is owed or in flight (`SendState::Idle`), no hook is set and flushes
 /// run inline: one system call, no copy (the common case of a reader that
-/// keeps up). Returns the bytes the kernel took (0 when the fast path does
-/// not apply or the socket is full), or the connection's error.
-fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
+/// keeps up). Returns the bytes the kernel took (`None` when the fast path
+/// does not apply; fewer than asked: the kernel refused the rest), or the
+/// connection's error.
+fn send_now(l: &mut Locked, data: &[u8]) -> Result<Option<usize>, Errno> {
     let c = &mut *l.conn;
     if !c.queue.is_empty()
         || c.send != SendState::Idle
@@ -188,7 +189,7 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
         || !c.socket
         || !callbacks::flushes_inline()
     {
-        return Ok(0);
+        return Ok(None);
     }
     let iov = [libc::iovec {
         iov_base: data.as_ptr() as *mut c_void,
@@ -202,12 +203,12 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
         let n = n as usize;
         // A short write means the socket is full now.
         c.send.sent_inline(n < data.len());
-        return Ok(n);
+        return Ok(Some(n));
     }
     match Errno::last() {
         Errno::EAGAIN => {
             c.send.sent_inline(true);
-            Ok(0)
+            Ok(Some(0))
         }
         e => Err(e),
     }
@@ -218,7 +219,7 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<usize, Errno> {
 /// and flushed — unless someone else will send them (an `EPOLLOUT` is owed,
 /// or a sender or the waker is at work).
 fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
-    let sent = match send_now(&mut l, data) {
+    let attempt = match send_now(&mut l, data) {
         Ok(n) => n,
         Err(e) => {
             let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
@@ -227,6 +228,7 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
             return Err(e);
         }
     };
+    let sent = attempt.unwrap_or(0);
     if sent == data.len() {
         drop(l);
         callbacks::touch(id);
@@ -237,11 +239,15 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     // for the pool meanwhile, while flushes may have drained the socket).
     // While an EPOLLOUT is owed, try again only once a write opened a new
     // packet behind at least a full one: one attempt per packet of small
-    // messages to a slow reader, not one per message.
+    // messages to a slow reader, not one per message — and not when this
+    // very write just found the socket full.
     let c = &l.conn;
     let flush_now = c.is(l.counter)
         && (c.send.must_flush()
-            || (c.send == SendState::Owed && opened == Ok(true) && c.queue.holds_full_packet()));
+            || (c.send == SendState::Owed
+                && attempt.is_none()
+                && opened == Ok(true)
+                && c.queue.holds_full_packet()));
     drop(l);
     if sent > 0 {
         callbacks::touch(id);
