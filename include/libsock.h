@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 #ifndef UNUSED_FUNC
@@ -549,6 +550,67 @@ void sock_set_linger_timeout(unsigned int milliseconds);
  * do not linger). An extension; see `sock_set_linger_timeout`.
  */
 unsigned int sock_linger_timeout(void);
+
+/**
+ * Limits the bytes a connection may hold queued in memory: once it holds
+ * `bytes` or more (its peer reads slowly, or not at all), `sock_write2` and
+ * `sock_send_packet` on it fail with `ENOBUFS` and change nothing, so one
+ * slow peer cannot take the whole packet pool (shared by all connections)
+ * and make every writer wait. The program chooses what to do: close the
+ * connection, or wait for it to drain (`sock_pending_bytes`, writability).
+ * A write is accepted whole while the connection holds less than the
+ * limit, so it may pass the limit by one write. Files (`.is_fd`) are not
+ * counted. 0 removes the limit. An extension.
+ *
+ * Returns 0, or -1 with `errno` `ENODEV` for an invalid UUID.
+ */
+int sock_set_pending_limit(intptr_t uuid, size_t bytes);
+
+/**
+ * Sets the limit of `sock_set_pending_limit` that connections registered
+ * from now on start with (0, the default: no limit). Connections open
+ * already keep theirs. An extension.
+ */
+void sock_set_default_pending_limit(size_t bytes);
+
+/**
+ * Returns the bytes the connection holds queued in memory (not yet handed
+ * to the kernel; files not counted); 0 for invalid UUIDs. An extension.
+ */
+size_t sock_pending_bytes(intptr_t uuid);
+
+/**
+ * Writes the address of the connection's peer into `addr` (at most
+ * `*addrlen` bytes) and sets `*addrlen` to its full size, as
+ * `getpeername(2)` does (`sock_accept` does not keep it). An extension.
+ *
+ * Returns 0, or -1 with `errno`: `ENODEV` for an invalid UUID, `EINVAL`
+ * for a NULL pointer, `ENOTCONN` when the socket is not connected,
+ * `ENOTSOCK` when the fd is not a socket.
+ *
+ * # Safety
+ * `addr` must be valid for `*addrlen` bytes of writes and `addrlen` for
+ * one `socklen_t` (or NULL).
+ */
+int sock_peer_addr(intptr_t uuid, struct sockaddr *addr, socklen_t *addrlen);
+
+/**
+ * Hands the connection's fd back to the program, which owns it from then
+ * on (to give it to another library or process, or to kernel TLS): the
+ * library forgets the connection without closing the fd and without
+ * calling `reactor_remove` or `reactor_on_close`; the hooks' `on_clear` is
+ * called, so a hook may free itself. The UUID is invalid afterwards. An
+ * extension.
+ *
+ * Queued data is never dropped: it is first sent as far as the kernel
+ * takes it now, and if anything is left (or a write is being queued), the
+ * call fails with `EAGAIN` and changes nothing — wait for writability (or
+ * call `sock_flush_strong`) and call it again.
+ *
+ * Returns the fd, or -1 with `errno`: `ENODEV` for an invalid UUID,
+ * `EAGAIN` while data is queued.
+ */
+int sock_hijack(intptr_t uuid);
 
 /**
  * Registers `callback` to be called instead of `reactor_on_close` (NULL

@@ -194,15 +194,18 @@ impl Flusher {
             socket: c.socket,
             hooks,
         };
+        let before: usize = self.batch.iter().map(Entry::mem_left).sum();
         let pinned = Pinned::new(self.slot, c);
         let t = transfer::send(&mut self.batch, &sink);
         let done = self.batch.iter().take_while(|e| e.is_done()).count();
         // Finished entries are released before the lock is taken back.
         self.batch.drain(..done);
         self.moved |= t.moved > 0;
+        let after: usize = self.batch.iter().map(Entry::mem_left).sum();
         let Some(mut c) = self.relock(pinned) else {
             return Next::Stop(Err(Errno::ENODEV));
         };
+        c.queued_bytes = c.queued_bytes.saturating_sub(before - after);
         c.queue.put_back(self.batch.drain(..));
         if let Some(e) = t.failed {
             return self.fail(c, e);

@@ -33,13 +33,18 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
         .then(|| close_locked(slot, &mut c, fd, CloseKind::Forget));
     // Closes still waiting for a thread to leave the fd: that fd number is
     // in use again, so they must not close it.
-    for d in c.deferred.iter_mut() {
+    for d in c
+        .deferred
+        .iter_mut()
+        .filter(|d| d.kind != CloseKind::Hijack)
+    {
         d.kind = CloseKind::Forget;
     }
     c.counter = c.counter.wrapping_add(1);
     c.open = true;
     c.socket = socket;
     c.listening = listening;
+    c.limit = table::DEFAULT_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
     let id = uuid::encode(fd, c.counter);
     drop(c);
     if let Some(old) = old {
@@ -135,6 +140,48 @@ pub fn pending(id: isize) -> bool {
 /// `sock_is_closing`.
 pub fn is_closing(id: isize) -> bool {
     table::lock(id).is_some_and(|l| l.conn.close_when_done)
+}
+
+/// `sock_peer_addr`: the peer's address, as `getpeername` gives it.
+///
+/// # Safety
+/// `addr` must be valid for `*addrlen` bytes of writes; `addrlen` valid.
+pub unsafe fn peer_addr(
+    id: isize,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+) -> Result<(), Errno> {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    // The slot lock is held: the fd cannot be closed (and reused) meanwhile.
+    // SAFETY: forwarded from the caller.
+    unsafe { sys::peer_name(l.fd, addr, addrlen) }
+}
+
+/// `sock_hijack`: hands the fd to the program. What is queued is sent as
+/// far as the kernel takes it now; if anything is left the call fails with
+/// `EAGAIN` and nothing changes.
+pub fn hijack(id: isize) -> Result<RawFd, Errno> {
+    let _ = flush::flush(id);
+    let mut l = table::lock(id).ok_or(Errno::ENODEV)?;
+    if l.conn.pending() || l.conn.streaming {
+        return Err(Errno::EAGAIN);
+    }
+    let fd = l.fd;
+    let closing = close_locked(l.slot, &mut l.conn, fd, CloseKind::Hijack);
+    drop(l);
+    closing.complete();
+    Ok(fd)
+}
+
+/// `sock_set_pending_limit`.
+pub fn set_limit(id: isize, bytes: usize) -> Result<(), Errno> {
+    table::lock(id).ok_or(Errno::ENODEV)?.conn.limit = bytes;
+    Ok(())
+}
+
+/// `sock_pending_bytes`.
+pub fn pending_bytes(id: isize) -> usize {
+    table::lock(id).map_or(0, |l| l.conn.queued_bytes)
 }
 
 /// `sock_rw_hook_get`.

@@ -73,6 +73,14 @@ FORWARD(int, sock_is_closing, (intptr_t uuid), (uuid))
 FORWARD_VOID(sock_set_linger_timeout, (unsigned int milliseconds),
              (milliseconds))
 FORWARD(unsigned int, sock_linger_timeout, (void), ())
+FORWARD(int, sock_set_pending_limit, (intptr_t uuid, size_t bytes),
+        (uuid, bytes))
+FORWARD_VOID(sock_set_default_pending_limit, (size_t bytes), (bytes))
+FORWARD(size_t, sock_pending_bytes, (intptr_t uuid), (uuid))
+FORWARD(int, sock_peer_addr,
+        (intptr_t uuid, struct sockaddr *addr, socklen_t *addrlen),
+        (uuid, addr, addrlen))
+FORWARD(int, sock_hijack, (intptr_t uuid), (uuid))
 FORWARD_VOID(sock_free_packet, (struct sock_packet_s *packet), (packet))
 FORWARD(struct sock_rw_hook_s *, sock_rw_hook_get, (intptr_t uuid), (uuid))
 FORWARD(int, sock_rw_hook_set,

@@ -102,6 +102,15 @@ impl Entry {
         }
     }
 
+    /// Bytes of memory still to send (0 for a file: it holds no memory of
+    /// ours to speak of).
+    pub fn mem_left(&self) -> usize {
+        match &self.body {
+            Body::Mem { len, sent, .. } => len.saturating_sub(*sent),
+            Body::File(_) => 0,
+        }
+    }
+
     /// Nothing is left to send.
     pub fn is_done(&self) -> bool {
         match &self.body {

@@ -165,6 +165,19 @@ pub fn shutdown_write(fd: RawFd) {
     }
 }
 
+/// `getpeername`.
+///
+/// # Safety
+/// `addr` must be valid for `*addrlen` bytes of writes; `addrlen` valid.
+pub unsafe fn peer_name(
+    fd: RawFd,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    Errno::result(unsafe { libc::getpeername(fd, addr, addrlen) }).map(drop)
+}
+
 /// `read` into caller memory. Returns the system call's result.
 ///
 /// # Safety

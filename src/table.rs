@@ -19,6 +19,10 @@ use crate::sys;
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
 
+/// The limit of queued bytes new connections get (0: none); see
+/// `sock_set_default_pending_limit`.
+pub static DEFAULT_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
 /// Slots per chunk.
 pub const CHUNK: usize = 256;
 /// Highest number of fds the table tracks, whatever the process limit.
@@ -36,6 +40,10 @@ pub enum CloseKind {
     /// The fd number already belongs to something else (closed behind the
     /// library's back and reused): close nothing.
     Forget,
+    /// The program took the fd back (`sock_hijack`): close nothing, call
+    /// only the hook's `on_clear` (no `reactor_remove`, no
+    /// `reactor_on_close`).
+    Hijack,
 }
 
 /// A connection that was closed, whose fd and callbacks are still to be
@@ -77,6 +85,12 @@ pub struct Conn {
     /// Flushes in a row that a write hook made no progress in (the waker's
     /// delay doubles with each).
     pub stalls: u8,
+    /// Bytes of memory queued (in the queue, waiting aside, or out in a
+    /// sender's batch); files are not counted.
+    pub queued_bytes: usize,
+    /// Writes are refused (`ENOBUFS`) while `queued_bytes` is at least this
+    /// (0: no limit).
+    pub limit: usize,
     /// A write larger than the free pool is being queued in parts; other
     /// writers wait so its bytes stay together.
     pub streaming: bool,
@@ -111,6 +125,8 @@ impl Conn {
             hook_pending: false,
             send: SendState::Idle,
             stalls: 0,
+            queued_bytes: 0,
+            limit: 0,
             streaming: false,
             streaming_by: None,
             after_stream: VecDeque::new(),
@@ -137,6 +153,11 @@ impl Conn {
             || !self.urgent_waiting.is_empty()
             || !self.after_stream.is_empty()
             || self.hook_pending
+    }
+
+    /// The bytes queued reached the connection's limit: writes are refused.
+    pub fn over_limit(&self) -> bool {
+        self.limit > 0 && self.queued_bytes >= self.limit
     }
 
     /// The connection's hooks, copied (the program may change them later).
@@ -209,6 +230,7 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     c.hook_pending = false;
     c.send = SendState::Idle;
     c.stalls = 0;
+    c.queued_bytes = 0;
     c.streaming = false;
     c.streaming_by = None;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
@@ -236,7 +258,9 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
 /// connection that reused the number), closes the fd (as `kind` says), then
 /// calls `on_clear` and `reactor_on_close`. No lock is held.
 pub fn finish(c: Closed) {
-    crate::callbacks::remove(c.uuid);
+    if c.kind != CloseKind::Hijack {
+        crate::callbacks::remove(c.uuid);
+    }
     match c.kind {
         CloseKind::Force => {
             sys::shutdown(c.fd);
@@ -244,7 +268,7 @@ pub fn finish(c: Closed) {
         }
         CloseKind::Graceful if c.socket => crate::waker::linger(c.fd),
         CloseKind::Graceful => sys::close(c.fd),
-        CloseKind::Forget => {}
+        CloseKind::Forget | CloseKind::Hijack => {}
     }
     if !c.hooks.is_null() {
         // SAFETY: the program lent this hook struct until `on_clear`; we read
@@ -254,7 +278,9 @@ pub fn finish(c: Closed) {
             unsafe { on_clear(c.uuid, c.hooks) };
         }
     }
-    crate::callbacks::on_close(c.uuid);
+    if c.kind != CloseKind::Hijack {
+        crate::callbacks::on_close(c.uuid);
+    }
 }
 
 /// Leaves a system call made while pinned: unpins, and hands back closes

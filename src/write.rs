@@ -34,6 +34,14 @@ fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
 /// Queues entries (normal or urgent) on a locked connection. On failure the
 /// entries come back, to be dropped once the lock is released.
 fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Errno, Vec<Entry>)> {
+    let bytes: usize = entries.iter().map(Entry::mem_left).sum();
+    if !urgent
+        && !l.conn.streaming_here()
+        && let Err(e) = wait_turn(l)
+    {
+        return Err((e, entries));
+    }
+    l.conn.queued_bytes += bytes;
     if urgent {
         // Urgent data never waits: while entries are out of the queue being
         // sent, or a write is queuing its parts, it waits aside (in order)
@@ -48,9 +56,6 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
     if l.conn.streaming_here() {
         l.conn.after_stream.extend(entries);
         return Ok(());
-    }
-    if let Err(e) = wait_turn(l) {
-        return Err((e, entries));
     }
     for e in entries {
         l.conn.queue.push(e);
@@ -95,6 +100,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
     } else {
         l.conn.queue.append_to_tail(data)
     };
+    l.conn.queued_bytes += took;
     let mut rest = &data[took..];
     let mut first = took == 0 && !sent_part;
     let mut pushed = false;
@@ -148,6 +154,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
         // may be inserted before it.
         entry.started = sent_part && !pushed;
         l.conn.queue.push(entry);
+        l.conn.queued_bytes += n;
         first = false;
         pushed = true;
         rest = &rest[n..];
@@ -294,6 +301,11 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
         drop(owned);
         return Err(Errno::ENOTCONN);
     }
+    if l.conn.over_limit() {
+        drop(l);
+        drop(owned);
+        return Err(Errno::ENOBUFS);
+    }
     let urgent = o.is_urgent();
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
@@ -404,6 +416,11 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
         drop(l);
         drop(entries);
         return Err(Errno::ENOTCONN);
+    }
+    if l.conn.over_limit() {
+        drop(l);
+        drop(entries);
+        return Err(Errno::ENOBUFS);
     }
     enqueue_and_flush(l, id, entries, urgent)
 }
