@@ -19,6 +19,9 @@ CC      ?= cc
 VERSION := $(shell awk -F'"' '/^\[/ { pkg = ($$0 == "[package]") } pkg && /^version *=/ { print $$2; exit }' Cargo.toml)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 LIBDIR  := build/lib
+# `make build PROFILE=debug LIBDIR=build/debug/lib`: the same layout from a
+# debug build, whose invariant checks abort on a violation (tests.d/15-debug.sh).
+PROFILE ?= release
 SONAME  := libsock.so.$(MAJOR)
 
 # Installation (GNU conventions; DESTDIR is prepended, never recorded).
@@ -47,18 +50,18 @@ all: build
 NONSHARED_CFLAGS := -std=c99 -O2 -g -fPIC -Wall -Wextra -Werror -Iinclude
 
 build:
-	$(CARGO) build --release
-	@$(MAKE) --no-print-directory header
+	$(CARGO) build $(if $(filter release,$(PROFILE)),--release)
+	@$(if $(filter release,$(PROFILE)),$(MAKE) --no-print-directory header)
 	@mkdir -p $(LIBDIR)
 	@# copy, then rename: programs running against the old file keep it
-	cp -f target/release/libsock.so $(LIBDIR)/.libsock.so.new
+	cp -f target/$(PROFILE)/libsock.so $(LIBDIR)/.libsock.so.new
 	mv -f $(LIBDIR)/.libsock.so.new $(LIBDIR)/libsock.so.$(VERSION)
 	ln -sf libsock.so.$(VERSION) $(LIBDIR)/$(SONAME)
-	cp -f target/release/libsock.a $(LIBDIR)/.libsock.a.new
+	cp -f target/$(PROFILE)/libsock.a $(LIBDIR)/.libsock.a.new
 	mv -f $(LIBDIR)/.libsock.a.new $(LIBDIR)/libsock.a
-	$(CC) $(NONSHARED_CFLAGS) -c src/nonshared.c -o build/nonshared.o
+	$(CC) $(NONSHARED_CFLAGS) -c src/nonshared.c -o $(LIBDIR)/.nonshared.o
 	rm -f $(LIBDIR)/.libsock_nonshared.a.new
-	$(AR) rcD $(LIBDIR)/.libsock_nonshared.a.new build/nonshared.o
+	$(AR) rcD $(LIBDIR)/.libsock_nonshared.a.new $(LIBDIR)/.nonshared.o
 	mv -f $(LIBDIR)/.libsock_nonshared.a.new $(LIBDIR)/libsock_nonshared.a
 	@# mv replaces the file or an older build's symlink, never its target
 	sed 's/@MAJOR@/$(MAJOR)/g' src/libsock.so.in > $(LIBDIR)/.libsock.so.script

@@ -157,9 +157,11 @@ impl Flusher {
         }
     }
 
-    /// Ends the turn (the state was settled), releasing the lock.
-    fn end(&mut self, c: MutexGuard<'static, Conn>, r: Result<(), Errno>) -> Result<(), Errno> {
+    /// Ends the turn (the state was settled), releasing the lock. Urgent
+    /// data that came in during the last round takes its place now.
+    fn end(&mut self, mut c: MutexGuard<'static, Conn>, r: Result<(), Errno>) -> Result<(), Errno> {
         self.turn = false;
+        c.place_urgent();
         drop(c);
         self.slot.changed.notify_all();
         r

@@ -61,7 +61,33 @@ pub struct Closed {
 // the library never dereferences it after the close.
 unsafe impl Send for Closed {}
 
+/// Stops the process when an invariant of the connection state does not
+/// hold — in debug builds only (release builds check nothing). Like
+/// `debug_assert!`, but an abort: the panic boundary would turn a panic
+/// into an error return and hide it from the C tests.
+macro_rules! invariant {
+    ($cond:expr, $($msg:tt)+) => {
+        if cfg!(debug_assertions) && !$cond {
+            eprintln!("libsock: invariant broken: {}", format_args!($($msg)+));
+            std::process::abort();
+        }
+    };
+}
+
 /// The state of the connection on one fd.
+///
+/// Invariants, whenever the slot lock is free (checked in debug builds by
+/// [`Conn::check`] each time [`lock`] takes it):
+/// - a closed connection holds nothing: no entries (queued, waiting aside
+///   or after a large write), no bytes counted, no hooks, send state
+///   `Idle`, no pending close, no large write;
+/// - `streaming` exactly when `streaming_by` names the thread;
+/// - entries wait in `after_stream` only during a large write, and urgent
+///   entries wait aside only while a sender has its batch out or a large
+///   write queues its parts;
+/// - a sender (`SendState::Sending`) is inside a call on the fd, so the fd
+///   is pinned; closes wait in `deferred` only while it is pinned;
+/// - with nothing queued anywhere and no sender, no bytes are counted.
 pub struct Conn {
     /// Generation of the fd: bumped each time the fd is registered.
     pub counter: u32,
@@ -153,6 +179,52 @@ impl Conn {
             || !self.urgent_waiting.is_empty()
             || !self.after_stream.is_empty()
             || self.hook_pending
+    }
+
+    /// Checks the invariants stated on [`Conn`] (debug builds).
+    pub fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let nothing_queued =
+            self.queue.is_empty() && self.urgent_waiting.is_empty() && self.after_stream.is_empty();
+        invariant!(
+            self.open
+                || (nothing_queued
+                    && self.queued_bytes == 0
+                    && self.hooks.is_null()
+                    && self.send == SendState::Idle
+                    && !self.close_when_done
+                    && !self.streaming),
+            "a closed connection holds state (send {:?})",
+            self.send
+        );
+        invariant!(
+            self.streaming == self.streaming_by.is_some(),
+            "streaming without its thread, or the reverse"
+        );
+        invariant!(
+            self.after_stream.is_empty() || self.streaming,
+            "entries after a large write that is not being queued"
+        );
+        invariant!(
+            self.urgent_waiting.is_empty() || self.send.is_sending() || self.streaming,
+            "urgent data waits aside with no batch out (send {:?})",
+            self.send
+        );
+        invariant!(
+            !self.send.is_sending() || self.pins > 0,
+            "a sender is not inside a call on the fd"
+        );
+        invariant!(
+            self.deferred.is_empty() || self.pins > 0,
+            "a close waits for a thread that is not there"
+        );
+        invariant!(
+            !nothing_queued || self.send.is_sending() || self.queued_bytes == 0,
+            "{} bytes counted with nothing queued",
+            self.queued_bytes
+        );
     }
 
     /// The bytes queued reached the connection's limit: writes are refused.
@@ -445,10 +517,45 @@ pub fn lock(uuid: isize) -> Option<Locked> {
     let (fd, counter) = uuid::decode(uuid);
     let slot = table().slot(fd)?;
     let conn = slot.conn.lock();
+    conn.check();
     conn.is(counter).then_some(Locked {
         fd,
         counter,
         slot,
         conn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The invariant checks really check: a closed connection that still
+    /// counts queued bytes stops a debug build (in a child process, since
+    /// it aborts).
+    #[test]
+    fn a_broken_invariant_aborts_in_debug_builds() {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        if std::env::var_os("LIBSOCK_INVARIANT_CHILD").is_some() {
+            let mut c = Conn::new();
+            c.queued_bytes = 5;
+            c.check();
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "table::tests::a_broken_invariant_aborts_in_debug_builds",
+                "--nocapture",
+            ])
+            .env("LIBSOCK_INVARIANT_CHILD", "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invariant broken"), "{err}");
+    }
 }
