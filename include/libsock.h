@@ -99,8 +99,9 @@ typedef struct sock_write_info_s {
    */
   const void *buffer;
   /**
-   * Bytes to send. For a file: the most to send (sending stops at EOF).
-   * `0` with a byte buffer means `strlen(buffer)`.
+   * Bytes to send. For a file: the most to send (sending stops at end of
+   * file); `0` sends to end of file, as for an `is_fd` packet. `0` with a
+   * byte buffer means `strlen(buffer)`.
    */
   size_t length;
   /**
@@ -368,9 +369,9 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count);
  * flushing connections, until all of it is queued; no other write to the
  * same connection lands inside it. With `move`, the buffer belongs to the
  * library even when the call fails (it is `free`d). With `is_fd`, the file
- * is sent from `offset`, at most `length` bytes or to its end, then closed
- * — also when the call fails. Urgent data (not a file) is copied outside
- * the pool.
+ * is sent from `offset`, at most `length` bytes or to its end (`length` 0:
+ * to its end, as for an `is_fd` packet), then closed — also when the call
+ * fails. Urgent data (not a file) is copied outside the pool.
  */
 ssize_t sock_write2_fn(struct sock_write_info_s options);
 
@@ -541,9 +542,10 @@ void sock_register_async_run(int (*callback)(sock_task_fn task, void *arg));
 
 /**
  * Sends up to `length` bytes of the file `source_fd` from `offset` (stopping
- * at end of file), as one unit in the connection's queue, then closes
- * `source_fd`. Uses sendfile when no write hook is set and the file allows
- * it; otherwise reads and writes BUFFER_FILE_READ_SIZE bytes at a time.
+ * at end of file; `length` 0 sends to end of file), as one unit in the
+ * connection's queue, then closes `source_fd`. Uses sendfile when no write
+ * hook is set and the file allows it; otherwise reads and writes
+ * BUFFER_FILE_READ_SIZE bytes at a time.
  *
  * Returns 0, or -1 on error; the file is closed in both cases.
  */

@@ -219,9 +219,9 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
 /// flushing connections, until all of it is queued; no other write to the
 /// same connection lands inside it. With `move`, the buffer belongs to the
 /// library even when the call fails (it is `free`d). With `is_fd`, the file
-/// is sent from `offset`, at most `length` bytes or to its end, then closed
-/// — also when the call fails. Urgent data (not a file) is copied outside
-/// the pool.
+/// is sent from `offset`, at most `length` bytes or to its end (`length` 0:
+/// to its end, as for an `is_fd` packet), then closed — also when the call
+/// fails. Urgent data (not a file) is copied outside the pool.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
     guard(-1, || ret(write::write(&options).map(|()| 0), -1))

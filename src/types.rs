@@ -65,8 +65,9 @@ pub struct sock_write_info_s {
     /// The bytes to send, or (with `is_fd`) a file descriptor cast into the
     /// pointer: `.buffer = (void *)(intptr_t)fd`.
     pub buffer: *const c_void,
-    /// Bytes to send. For a file: the most to send (sending stops at EOF).
-    /// `0` with a byte buffer means `strlen(buffer)`.
+    /// Bytes to send. For a file: the most to send (sending stops at end of
+    /// file); `0` sends to end of file, as for an `is_fd` packet. `0` with a
+    /// byte buffer means `strlen(buffer)`.
     pub length: size_t,
     /// Where in the file to start (with `is_fd`).
     pub offset: off_t,
