@@ -6,6 +6,7 @@
 #                 install checks; ends with "N passed, N failed"
 #   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header
 #                 and libsock.pc (see README, "Installing")
+#   make man      the man pages, build/man/man3 (mk/man.mk)
 #   make uninstall  removes exactly what `make install` put there
 #   make demo     see README (the example server)
 #   make clean
@@ -35,7 +36,7 @@ LIBS_PRIVATE ?= -lgcc_s -lutil -lrt -lpthread -lm -ldl
 	check-symbols check-header check-version check-install \
 	pc install uninstall native-static-libs clang print-version
 
-all: build
+all: build man
 
 # The release libraries, named like an installed C library, and the header.
 build:

@@ -2,8 +2,8 @@
 # Runs every test of the project and prints one closing line:
 #   N passed, N failed
 # counting cargo tests, C harness cases (shared and static builds), the ABI
-# tests of abi-test/ and the PASS/FAIL lines of the symbol, version, header
-# and install checks (scripts/check-*.sh), and the suites in tests.d/.
+# tests of abi-test/ and the PASS/FAIL lines of the symbol, version, header,
+# man and install checks (scripts/check-*.sh), and the suites in tests.d/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +58,7 @@ fi
 
 # Checks that print PASS/FAIL lines; a check that fails without printing a
 # FAIL line (crash, missing tool) counts as one failure.
-for check in check-symbols check-version check-header check-install; do
+for check in check-symbols check-version check-header check-man check-install; do
   echo "== $check"
   make --no-print-directory "$check" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
