@@ -4,8 +4,8 @@
 #   make test     cargo tests, then the C harness against the shared and the
 #                 static library, then the ABI, symbol, header, version and
 #                 install checks; ends with "N passed, N failed"
-#   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header
-#                 and libsock.pc (see README, "Installing")
+#   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header,
+#                 libsock.pc and the man pages (see README, "Installing")
 #   make man      the man pages, build/man/man3 (mk/man.mk)
 #   make uninstall  removes exactly what `make install` put there
 #   make demo     see README (the example server)
@@ -26,6 +26,8 @@ prefix       ?= $(PREFIX)
 libdir       ?= $(prefix)/lib
 includedir   ?= $(prefix)/include
 pkgconfigdir ?= $(libdir)/pkgconfig
+mandir       ?= $(prefix)/share/man
+man3dir      ?= $(mandir)/man3
 INSTALL      ?= install
 # What a program linking libsock.a needs besides it: rustc's
 # `native-static-libs` for this crate (`make native-static-libs` prints it),
@@ -118,11 +120,14 @@ install:
 	$(INSTALL) -m 644 include/libsock.h $(DESTDIR)$(includedir)/libsock.h
 	@$(MAKE) --no-print-directory pc PCFILE=$(DESTDIR)$(pkgconfigdir)/libsock.pc
 	chmod 644 $(DESTDIR)$(pkgconfigdir)/libsock.pc
+	$(INSTALL) -d $(DESTDIR)$(man3dir)
+	$(INSTALL) -m 644 $(addprefix $(MAN_OUT)/,$(MAN_PAGES)) $(DESTDIR)$(man3dir)
 
 uninstall:
 	rm -f $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
 	      $(DESTDIR)$(libdir)/libsock.so $(DESTDIR)$(libdir)/libsock.a \
 	      $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc
+	rm -f $(addprefix $(DESTDIR)$(man3dir)/,$(MAN_PAGES))
 
 # The version (from Cargo.toml), for scripts.
 print-version:

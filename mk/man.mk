@@ -6,6 +6,9 @@
 #   make man         build/man/man3/*.3 (scripts/gen-man.py, Python 3)
 #   make check-man   scripts/check-man.sh: each page renders without a groff
 #                    warning; every header function and macro has its page
+#
+# `make install` copies them to $(man3dir) ($PREFIX/share/man/man3);
+# `make uninstall` removes them.
 
 MAN_OUT := build/man/man3
 MAN_GEN := scripts/gen-man.py
@@ -22,3 +25,14 @@ $(MAN_OUT)/.done: include/libsock.h man/libsock.md $(MAN_GEN)
 check-man:
 	@scripts/check-man.sh
 
+# The pages `make install` copies and `make uninstall` removes: the names
+# the header documents (read from include/libsock.h, so uninstall needs no
+# build directory).
+MAN_PAGES = $(addsuffix .3,$(shell python3 $(MAN_GEN) --list --header include/libsock.h))
+
+# make install: the pages must be built (install does not build).
+install: man-built
+.PHONY: man-built
+man-built:
+	@for p in $(MAN_PAGES); do test -f $(MAN_OUT)/$$p || \
+	  { echo "$(MAN_OUT)/$$p missing: run make first"; exit 1; }; done

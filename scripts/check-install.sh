@@ -40,6 +40,10 @@ else
   fail default-prefix-usr-local "make -n install does not target /usr/local/lib"
 fi
 
+# The man pages: built as `make` builds them, installed in share/man/man3.
+"${MAKE_[@]}" man >"$tmp/log" 2>&1 || { sed 's/^/  /' "$tmp/log" >&2; fail man-pages-built "make man"; }
+installed=$(sort <<<"$installed"$'\n'"$(python3 scripts/gen-man.py --list | sed 's|.*|share/man/man3/&.3|')")
+
 # --- staged install next to other files --------------------------------------
 stage=$tmp/stage
 mkdir -p "$stage/usr/local/lib/pkgconfig" "$stage/usr/local/include"
@@ -144,6 +148,32 @@ if "${MAKE_[@]}" install PREFIX="$prefix" >"$tmp/log" 2>&1; then
 else
   sed 's/^/  /' "$tmp/log" >&2
   fail prefix-install "make install PREFIX=$prefix failed"
+fi
+
+# --- man finds the installed pages -------------------------------------------
+mp=$tmp/man-prefix
+if "${MAKE_[@]}" install PREFIX="$mp" >"$tmp/log" 2>&1; then
+  missing=()
+  for name in $(python3 scripts/gen-man.py --list); do
+    [[ $(man -M "$mp/share/man" -s 3 -w "$name" 2>/dev/null) == "$mp/share/man/man3/$name.3" ]] &&
+      MANWIDTH=80 man -M "$mp/share/man" -s 3 "$name" 2>/dev/null | grep -q '^NAME' ||
+      missing+=("$name")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    pass "man-finds-every-page ($(python3 scripts/gen-man.py --list | wc -l) pages)"
+  else
+    fail man-finds-every-page "man -M $mp/share/man -s 3 finds no page for: ${missing[*]}"
+  fi
+  "${MAKE_[@]}" uninstall PREFIX="$mp" >"$tmp/log" 2>&1
+  if [[ -z $(contents "$mp") ]]; then
+    pass uninstall-removes-man-pages
+  else
+    contents "$mp" | sed 's/^/  left: /' >&2
+    fail uninstall-removes-man-pages
+  fi
+else
+  sed 's/^/  /' "$tmp/log" >&2
+  fail man-prefix-install "make install PREFIX=$mp failed"
 fi
 
 [[ $failed -eq 0 ]]
