@@ -124,6 +124,9 @@ install:
 	$(INSTALL) -m 644 $(addprefix $(MAN_OUT)/,$(MAN_PAGES)) $(DESTDIR)$(man3dir)
 
 uninstall:
+	@for f in $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/libsock.a \
+	  $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc; do test -e $$f && exit 0; done; \
+	  echo "make uninstall: nothing to remove, libsock is not installed under $(DESTDIR)$(prefix) (give the PREFIX and DESTDIR of make install)"; exit 1
 	rm -f $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
 	      $(DESTDIR)$(libdir)/libsock.so $(DESTDIR)$(libdir)/libsock.a \
 	      $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc

@@ -150,7 +150,7 @@ else
   fail prefix-install "make install PREFIX=$prefix failed"
 fi
 
-# --- man finds the installed pages -------------------------------------------
+# --- man finds the installed pages; uninstall with a wrong PREFIX ------------
 mp=$tmp/man-prefix
 if "${MAKE_[@]}" install PREFIX="$mp" >"$tmp/log" 2>&1; then
   missing=()
@@ -163,6 +163,18 @@ if "${MAKE_[@]}" install PREFIX="$mp" >"$tmp/log" 2>&1; then
     pass "man-finds-every-page ($(python3 scripts/gen-man.py --list | wc -l) pages)"
   else
     fail man-finds-every-page "man -M $mp/share/man -s 3 finds no page for: ${missing[*]}"
+  fi
+  # a PREFIX where nothing was installed: an error that says so, and nothing
+  # removed from where it was installed
+  if "${MAKE_[@]}" uninstall PREFIX="$tmp/not-installed-here" >"$tmp/log" 2>&1; then
+    fail uninstall-wrong-prefix-fails "make uninstall PREFIX=<empty dir> succeeded"
+  elif ! grep -q 'nothing to remove' "$tmp/log"; then
+    sed 's/^/  /' "$tmp/log" >&2
+    fail uninstall-wrong-prefix-fails "no 'nothing to remove' message"
+  elif [[ ! -f $mp/include/libsock.h ]]; then
+    fail uninstall-wrong-prefix-fails "files removed from the real prefix"
+  else
+    pass uninstall-wrong-prefix-fails
   fi
   "${MAKE_[@]}" uninstall PREFIX="$mp" >"$tmp/log" 2>&1
   if [[ -z $(contents "$mp") ]]; then
