@@ -1,6 +1,6 @@
 # The example programs (examples/) and `make demo`.
 #
-#   make examples   build/examples/http_hello and build/examples/echo
+#   make examples   build/examples/http_hello, echo and client
 #   make demo       http_hello on $(DEMO_ADDR):$(DEMO_PORT) serving
 #                   build/demo-www (generated); Ctrl-C stops it
 #
@@ -11,7 +11,7 @@ EX_DIR    := build/examples
 EX_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude -Iexamples
 EX_LIBS   := -L$(LIBDIR) -lsock -lpthread -Wl,-rpath,$(CURDIR)/$(LIBDIR)
 EX_COMMON := examples/loop.c examples/loop.h include/libsock.h
-EX_PROGS  := $(EX_DIR)/http_hello $(EX_DIR)/echo
+EX_PROGS  := $(EX_DIR)/http_hello $(EX_DIR)/echo $(EX_DIR)/client
 
 DEMO_ADDR ?= 127.0.0.1
 DEMO_PORT ?= 3000
@@ -26,6 +26,12 @@ examples: build
 $(EX_DIR)/%: examples/%.c $(EX_COMMON) $(LIBDIR)/libsock.so
 	@mkdir -p $(EX_DIR)
 	$(CC) $(EX_CFLAGS) -o $@ $< examples/loop.c $(EX_LIBS)
+
+# The client runs its own epoll loop (no listener, it ends with its
+# connection): not on loop.c.
+$(EX_DIR)/client: examples/client.c include/libsock.h $(LIBDIR)/libsock.so
+	@mkdir -p $(EX_DIR)
+	$(CC) $(EX_CFLAGS) -o $@ $< $(EX_LIBS)
 
 # Sample files: a small index linking the others, a text file, a nested
 # folder and a larger binary file (8 MiB, random).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The examples, checked from the outside as a user would (issue 5):
-# http_hello with curl (a real HTTP client) and a raw pipelining client,
-# echo with many concurrent clients. Loopback only; every wait is bounded.
+# http_hello with curl (a real HTTP client), a raw pipelining client and
+# the client example (issue 14), echo with many concurrent clients.
+# Loopback only; every wait is bounded.
 #
 # Prints one PASS/FAIL line per check; the last line is exactly
 # "N passed, N failed"; exits non-zero when a check failed.
@@ -267,6 +268,37 @@ if grep -q 'idle ok' "$tmp/misc.out"; then pass idle-timeout-closes; else fail i
 # still serving after all that
 body=$("${CURL[@]}" "$url/")
 if [[ $body == "Hello World!" ]]; then pass still-serving; else fail still-serving "got: $body"; fi
+
+# the client example (examples/client.c): connect, wait for writability,
+# write the request, read the answer in an epoll loop, close
+if timeout 30 build/examples/client -a 127.0.0.1 -p "$SRV_PORT" /small.txt \
+  >"$tmp/client.out" 2>"$tmp/client.err" &&
+  head -n 1 "$tmp/client.out" | grep -q '^HTTP/1.1 200 OK' &&
+  [[ $(tail -c 13 "$tmp/client.out") == "a small file" ]]; then
+  pass client-small-file
+else
+  fail client-small-file "$(head -c 300 "$tmp/client.out" "$tmp/client.err" | tr '\n' ' ')"
+fi
+# a 10 MiB answer, which the client reads as it arrives (edge-triggered)
+timeout 60 build/examples/client -a 127.0.0.1 -p "$SRV_PORT" /big.bin >"$tmp/client-big.out" 2>"$tmp/client.err"
+rc=$?
+got=$("$PY" -c 'import hashlib, sys
+d = open(sys.argv[1], "rb").read()
+print(hashlib.sha256(d.split(b"\r\n\r\n", 1)[1]).hexdigest() if b"\r\n\r\n" in d else "no-header")' "$tmp/client-big.out")
+if [[ $rc -eq 0 && $got == "$big_sha" ]]; then
+  pass client-big-file-sha256
+else
+  fail client-big-file-sha256 "status $rc, body sha256 $got; $(head -c 200 "$tmp/client.err")"
+fi
+# nothing listening: the failed connection is reported, exit status 1
+closed_port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+timeout 30 build/examples/client -a 127.0.0.1 -p "$closed_port" >"$tmp/client.out" 2>"$tmp/client.err"
+rc=$?
+if [[ $rc -eq 1 ]] && grep -q 'Connection refused' "$tmp/client.err"; then
+  pass client-connection-refused
+else
+  fail client-connection-refused "status $rc; $(head -c 200 "$tmp/client.err")"
+fi
 
 stop http "$HTTP_PID" INT
 
