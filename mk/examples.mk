@@ -5,7 +5,10 @@
 #                   build/demo-www (generated); Ctrl-C stops it
 #
 # The examples are C11 programs using only libsock's public API and
-# POSIX/Linux, linked against build/lib/libsock.so (rpath set).
+# POSIX/Linux, linked against build/lib/libsock.so (rpath set). They are
+# relinked when their sources or the header change, not when the library
+# is rebuilt: a program linked with libsock.so picks up the new one as it
+# starts.
 
 EX_DIR    := build/examples
 EX_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude -Iexamples
@@ -23,13 +26,13 @@ DEMO_WWW  := build/demo-www
 examples: build
 	@$(MAKE) --no-print-directory $(EX_PROGS)
 
-$(EX_DIR)/%: examples/%.c $(EX_COMMON) $(LIBDIR)/libsock.so
+$(EX_DIR)/%: examples/%.c $(EX_COMMON) | $(LIBDIR)/libsock.so
 	@mkdir -p $(EX_DIR)
 	$(CC) $(EX_CFLAGS) -o $@ $< examples/loop.c $(EX_LIBS)
 
 # The client runs its own epoll loop (no listener, it ends with its
 # connection): not on loop.c.
-$(EX_DIR)/client: examples/client.c include/libsock.h $(LIBDIR)/libsock.so
+$(EX_DIR)/client: examples/client.c include/libsock.h | $(LIBDIR)/libsock.so
 	@mkdir -p $(EX_DIR)
 	$(CC) $(EX_CFLAGS) -o $@ $< $(EX_LIBS)
 

@@ -38,6 +38,15 @@ if ! make --no-print-directory examples >"$tmp/build.log" 2>&1; then
 fi
 pass build
 
+# a second `make examples` (as every `make demo` runs it) relinks nothing:
+# the library was rebuilt, but the programs load it at run time
+if make --no-print-directory examples >"$tmp/build2.log" 2>&1 &&
+  ! grep -q -- '-o build/examples/' "$tmp/build2.log"; then
+  pass examples-not-relinked
+else
+  fail examples-not-relinked "$(grep -- '-o build/examples/' "$tmp/build2.log" | head -c 300)"
+fi
+
 if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y curl >/dev/null 2>&1
 fi
