@@ -1,8 +1,9 @@
 # The example programs (examples/) and `make demo`.
 #
 #   make examples   build/examples/http_hello, echo and client
-#   make demo       http_hello on $(DEMO_ADDR):$(DEMO_PORT) serving
-#                   build/demo-www (generated); Ctrl-C stops it
+#   make demo       http_hello on $(DEMO_ADDR):$(PORT) serving
+#                   build/demo-www (generated); Ctrl-C stops it.
+#                   make demo PORT=3001 serves another port.
 #
 # The examples are C11 programs using only libsock's public API and
 # POSIX/Linux, linked against build/lib/libsock.so (rpath set). They are
@@ -17,7 +18,8 @@ EX_COMMON := examples/loop.c examples/loop.h include/libsock.h
 EX_PROGS  := $(EX_DIR)/http_hello $(EX_DIR)/echo $(EX_DIR)/client
 
 DEMO_ADDR ?= 127.0.0.1
-DEMO_PORT ?= 3000
+PORT      ?= 3000
+DEMO_PORT ?= $(PORT)
 DEMO_IDLE ?= 10
 DEMO_WWW  := build/demo-www
 
@@ -60,5 +62,5 @@ $(DEMO_WWW)/.done: mk/examples.mk
 	@touch $@
 
 demo: examples demo-www
-	@echo "make demo: sample files in $(DEMO_WWW) -- try http://$(DEMO_ADDR):$(DEMO_PORT)/index.html"
+	@echo "make demo: sample files in $(DEMO_WWW) -- try http://$(DEMO_ADDR):$(DEMO_PORT)/index.html (make demo PORT=n for another port)"
 	@$(EX_DIR)/http_hello -a $(DEMO_ADDR) -p $(DEMO_PORT) -t $(DEMO_IDLE) $(DEMO_WWW)

@@ -47,6 +47,13 @@ else
   fail examples-not-relinked "$(grep -- '-o build/examples/' "$tmp/build2.log" | head -c 300)"
 fi
 
+# make demo PORT=n serves port n
+if make -n --no-print-directory demo PORT=3999 2>/dev/null | grep -q 'http_hello -a [^ ]* -p 3999 '; then
+  pass demo-port-variable
+else
+  fail demo-port-variable "make -n demo PORT=3999 does not run http_hello -p 3999"
+fi
+
 if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y curl >/dev/null 2>&1
 fi
