@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The examples, checked from the outside as a user would (issue 5):
-# http_hello with curl (a real HTTP client), a raw pipelining client and
-# the client example (issue 14), echo with many concurrent clients.
-# Loopback only; every wait is bounded.
+# http_hello with curl (a real HTTP client) and a raw pipelining client,
+# the client example against it, echo with many concurrent clients, the
+# demo's folder and make variables (issue 14). Loopback only; every wait is
+# bounded.
 #
 # Prints one PASS/FAIL line per check; the last line is exactly
 # "N passed, N failed"; exits non-zero when a check failed.
@@ -317,6 +318,26 @@ else
 fi
 
 stop http "$HTTP_PID" INT
+
+# ---- the demo's folder (make demo-www): GET / is its index page ---------------
+
+if ! make --no-print-directory demo-www >"$tmp/www.log" 2>&1; then
+  fail demo-www "$(tail -n 5 "$tmp/www.log" | tr '\n' ' ')"
+elif ! start demo build/examples/http_hello -a 127.0.0.1 -p 0 -t 1 build/demo-www; then
+  fail demo-start "no URL printed: $(cat "$tmp/demo.err")"
+else
+  DEMO_PID=$SRV_PID
+  body=$("${CURL[@]}" "http://127.0.0.1:$SRV_PORT/")
+  if grep -q 'href="/hello.txt"' <<<"$body" && grep -q 'href="/big.bin"' <<<"$body" &&
+    grep -q 'sock_sendfile' <<<"$body"; then
+    pass demo-root-is-the-index-page
+  else
+    fail demo-root-is-the-index-page "got: $(head -c 200 <<<"$body")"
+  fi
+  body=$("${CURL[@]}" "http://127.0.0.1:$SRV_PORT/hello.txt")
+  if [[ $body == "Hello from a file sent by libsock-rs." ]]; then pass demo-linked-file; else fail demo-linked-file "got: $body"; fi
+  stop demo "$DEMO_PID" INT
+fi
 
 # ---- echo ----------------------------------------------------------------------
 
