@@ -3,7 +3,7 @@
 #   make          release build: build/lib/libsock.{so,a} + include/libsock.h
 #   make test     cargo tests, then the C harness against the shared and the
 #                 static library, then the ABI, symbol, header, version and
-#                 install checks; ends with "N passed, N failed"
+#                 install checks; ends with "N passed, N failed, N skipped"
 #   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header,
 #                 libsock.pc and the man pages (see README, "Installing")
 #   make man      the man pages, build/man/man3 (mk/man.mk)
@@ -82,10 +82,10 @@ check-symbols:
 check-header: clang
 	@scripts/check-header.sh
 
-# clang for check-header, from Debian's packages when missing.
+# clang for check-header: installed with the other test dependencies
+# (scripts/deps.sh) when missing.
 clang:
-	@command -v clang >/dev/null && command -v clang++ >/dev/null || \
-	  { apt-get update && apt-get install -y clang; }
+	@command -v clang >/dev/null && command -v clang++ >/dev/null || scripts/deps.sh
 
 # Cargo.toml's version in the header, the SONAME, the file names, libsock.pc.
 check-version:

@@ -55,9 +55,7 @@ else
   fail demo-port-variable "make -n demo PORT=3999 does not run http_hello -p 3999"
 fi
 
-if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y curl >/dev/null 2>&1
-fi
+command -v curl >/dev/null 2>&1 || scripts/deps.sh # make test installed it already
 PY=$(command -v python3 || true)
 if ! command -v curl >/dev/null 2>&1; then
   fail prerequisites "curl is missing and could not be installed"
