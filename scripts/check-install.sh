@@ -176,6 +176,27 @@ if "${MAKE_[@]}" install PREFIX="$mp" >"$tmp/log" 2>&1; then
   else
     pass uninstall-wrong-prefix-fails
   fi
+  # the README's two static links, as written there: with pkg-config
+  # against the installed library, and in the tree with the flags of
+  # libsock.pc's Libs.private
+  recipe=$(grep -m 1 '^cc prog.c $(pkg-config --static.*# static$' README.md)
+  recipe=${recipe%%#*}
+  if [[ -n $recipe ]] && PKG_CONFIG_PATH=$mp/lib/pkgconfig \
+    eval "${recipe/#cc prog.c/$CC abi/install/prog.c} -o $tmp/prog-readme" >"$tmp/log" 2>&1 &&
+    ! readelf -d "$tmp/prog-readme" | grep -q 'NEEDED.*libsock' &&
+    timeout 60 "$tmp/prog-readme" | grep -qx "libsock $version ok"; then
+    pass readme-pkg-config-static-recipe
+  else
+    sed 's/^/  /' "$tmp/log" >&2
+    fail readme-pkg-config-static-recipe "README: '$recipe'"
+  fi
+  private=$(sed -n 's/^Libs.private: //p' "$mp/lib/pkgconfig/libsock.pc")
+  readme=$(sed -n 's|^cc -Iinclude prog.c build/lib/libsock.a \(.*\) -o prog .*# static$|\1|p' README.md)
+  if [[ -n $readme && $readme == "$private" ]]; then
+    pass readme-static-flags-are-libs-private
+  else
+    fail readme-static-flags-are-libs-private "README '$readme', libsock.pc '$private'"
+  fi
   "${MAKE_[@]}" uninstall PREFIX="$mp" >"$tmp/log" 2>&1
   if [[ -z $(contents "$mp") ]]; then
     pass uninstall-removes-man-pages
