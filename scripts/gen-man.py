@@ -351,7 +351,9 @@ def types_used(code, types):
 
 
 def th(name, version):
-    return '.TH %s 3 "" "libsock %s" "libsock"' % (escape(name.upper()), escape(version))
+    """The page header. No hyphenation (identifiers must not be split), so
+    lines are left-aligned rather than stretched."""
+    return '.TH %s 3 "" "libsock %s" "libsock"\n.nh\n.ad l' % (escape(name.upper()), escape(version))
 
 
 def page(item, items, types, version):
