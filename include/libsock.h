@@ -89,7 +89,7 @@ typedef union fduuid_u {
  * The named arguments of `sock_write2`.
  *
  * `move`, `urgent`, `is_fd` and `rsv` are one-bit fields of a single
- * `unsigned` word (the `flags` field here).
+ * `unsigned` word (the Rust definition names that word `flags`).
  */
 typedef struct sock_write_info_s {
   /**

@@ -55,7 +55,7 @@ pub union fduuid_u {
 /// The named arguments of `sock_write2`.
 ///
 /// `move`, `urgent`, `is_fd` and `rsv` are one-bit fields of a single
-/// `unsigned` word (the `flags` field here).
+/// `unsigned` word (the Rust definition names that word `flags`).
 /// cbindgen:field-names=[fduuid, buffer, length, offset, move, urgent, is_fd, rsv]
 #[repr(C)]
 #[derive(Clone, Copy)]
