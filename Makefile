@@ -5,9 +5,10 @@
 #                 and include/libsock.h
 #   make test     cargo tests, then the C harness against the shared and the
 #                 static library, then the ABI, symbol, header, version and
-#                 install checks; ends with "N passed, N failed"
-#   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header
-#                 and libsock.pc (see README, "Installing")
+#                 install checks; ends with "N passed, N failed, N skipped"
+#   make install  [PREFIX=/usr/local] [DESTDIR=]: the libraries, the header,
+#                 libsock.pc and the man pages (see README, "Installing")
+#   make man      the man pages, build/man/man3 (mk/man.mk)
 #   make uninstall  removes exactly what `make install` put there
 #   make demo     see README (the example server)
 #   make clean
@@ -30,6 +31,8 @@ prefix       ?= $(PREFIX)
 libdir       ?= $(prefix)/lib
 includedir   ?= $(prefix)/include
 pkgconfigdir ?= $(libdir)/pkgconfig
+mandir       ?= $(prefix)/share/man
+man3dir      ?= $(mandir)/man3
 INSTALL      ?= install
 # What a program linking libsock.a needs besides it: rustc's
 # `native-static-libs` for this crate (`make native-static-libs` prints it),
@@ -40,7 +43,7 @@ LIBS_PRIVATE ?= -lgcc_s -lutil -lrt -lpthread -lm -ldl
 	check-symbols check-header check-version check-install \
 	pc install uninstall native-static-libs clang print-version
 
-all: build
+all: build man
 
 # The release libraries, named like an installed C library, and the header.
 # libsock.so is a linker script (src/libsock.so.in), as glibc's libc.so:
@@ -96,10 +99,10 @@ check-symbols:
 check-header: clang
 	@scripts/check-header.sh
 
-# clang for check-header, from Debian's packages when missing.
+# clang for check-header: installed with the other test dependencies
+# (scripts/deps.sh) when missing.
 clang:
-	@command -v clang >/dev/null && command -v clang++ >/dev/null || \
-	  { apt-get update && apt-get install -y clang; }
+	@command -v clang >/dev/null && command -v clang++ >/dev/null || scripts/deps.sh
 
 # Cargo.toml's version in the header, the SONAME, the file names, libsock.pc.
 check-version:
@@ -138,12 +141,18 @@ install:
 	$(INSTALL) -m 644 include/libsock.h $(DESTDIR)$(includedir)/libsock.h
 	@$(MAKE) --no-print-directory pc PCFILE=$(DESTDIR)$(pkgconfigdir)/libsock.pc
 	chmod 644 $(DESTDIR)$(pkgconfigdir)/libsock.pc
+	$(INSTALL) -d $(DESTDIR)$(man3dir)
+	$(INSTALL) -m 644 $(addprefix $(MAN_OUT)/,$(MAN_PAGES)) $(DESTDIR)$(man3dir)
 
 uninstall:
+	@for f in $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/libsock.a \
+	  $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc; do test -e $$f && exit 0; done; \
+	  echo "make uninstall: nothing to remove, libsock is not installed under $(DESTDIR)$(prefix) (give the PREFIX and DESTDIR of make install)"; exit 1
 	rm -f $(DESTDIR)$(libdir)/libsock.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
 	      $(DESTDIR)$(libdir)/libsock.so $(DESTDIR)$(libdir)/libsock_nonshared.a \
 	      $(DESTDIR)$(libdir)/libsock.a \
 	      $(DESTDIR)$(includedir)/libsock.h $(DESTDIR)$(pkgconfigdir)/libsock.pc
+	rm -f $(addprefix $(DESTDIR)$(man3dir)/,$(MAN_PAGES))
 
 # The version (from Cargo.toml), for scripts.
 print-version:

@@ -18,7 +18,7 @@
  * Output, one line per test on stdout:
  *   PASS <program>/<test>
  *   FAIL <program>/<test> [(reason)]
- *   SKIP <program>/<test> [(reason)]
+ *   SKIP <program>/<test> (reason)
  * Diagnostics go to stderr and are indented (they never start with PASS/FAIL).
  * The program exits non-zero when any test failed.
  *
@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +58,10 @@ static int h_nofork;
 static int h_argc;
 static char **h_argv;
 static volatile pid_t h_child;
+/* Why the current test skipped: shared with its forked child (MAP_SHARED),
+ * so the parent's SKIP line can say it. */
+#define H_WHY_MAX 256
+static char *h_skip_why;
 
 __attribute__((unused, format(printf, 3, 4))) static void
 h_fail_at(const char *file, int line, const char *fmt, ...) {
@@ -130,10 +135,24 @@ h_note_at(const char *file, int line, const char *fmt, ...) {
 
 #define NOTE(...) h_note_at(__FILE__, __LINE__, __VA_ARGS__)
 
+__attribute__((unused, format(printf, 3, 4))) static void
+h_skip_at(const char *file, int line, const char *fmt, ...) {
+  char msg[H_WHY_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  h_note_at(file, line, "SKIP: %s", msg);
+  if (h_skip_why)
+    snprintf(h_skip_why, H_WHY_MAX, "%s", msg);
+  atomic_store(&h_cur_skipped, 1);
+}
+
+/* SKIP("why", ...): the test cannot run here; the reason is printed on its
+ * SKIP line. */
 #define SKIP(...)                                                              \
   do {                                                                         \
-    h_note_at(__FILE__, __LINE__, "SKIP: " __VA_ARGS__);                       \
-    atomic_store(&h_cur_skipped, 1);                                           \
+    h_skip_at(__FILE__, __LINE__, __VA_ARGS__);                                \
     return;                                                                    \
   } while (0)
 
@@ -198,7 +217,8 @@ static void h_result(const char *name, int code, const char *why) {
     printf("PASS %s/%s\n", h_prog, name);
   } else if (code == H_EXIT_SKIP) {
     h_nskip++;
-    printf("SKIP %s/%s\n", h_prog, name);
+    printf("SKIP %s/%s (%s)\n", h_prog, name,
+           h_skip_why && h_skip_why[0] ? h_skip_why : "no reason given");
   } else {
     h_nfail++;
     if (why && *why)
@@ -215,6 +235,13 @@ __attribute__((unused)) static void h_run(const char *name, void (*fn)(void)) {
   h_current = name;
   atomic_store(&h_cur_failed, 0);
   atomic_store(&h_cur_skipped, 0);
+  if (!h_skip_why) {
+    void *m = mmap(NULL, H_WHY_MAX, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    h_skip_why = m == MAP_FAILED ? NULL : m;
+  }
+  if (h_skip_why)
+    h_skip_why[0] = 0;
   fflush(stdout);
   fflush(stderr);
   if (h_nofork) {

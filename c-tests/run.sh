@@ -6,9 +6,11 @@
 # shared: links -Lbuild/lib -lsock (rpath to build/lib)
 # static: links build/lib/libsock.a
 #
-# Every program prints one line per test case (PASS/FAIL/SKIP <prog>/<test>).
-# A program that fails to compile, crashes, or times out counts as one FAIL
-# under its own name. The last line is exactly "N passed, N failed".
+# Every program prints one line per test case (PASS/FAIL/SKIP <prog>/<test>;
+# a SKIP line says why). A program that fails to compile, crashes, or times
+# out counts as one FAIL under its own name. The skipped tests are listed
+# again at the end; the last line is exactly
+# "N passed, N failed, N skipped".
 #
 # Environment:
 #   VALGRIND=1      run each program under valgrind memcheck (leaks of kind
@@ -49,6 +51,7 @@ passed=0
 failed=0
 skipped=0
 failed_names=()
+skip_lines=()
 
 progs=()
 if [[ -n ${TESTS:-} ]]; then
@@ -87,6 +90,7 @@ for src in "${progs[@]}"; do
   s=$(grep -c '^SKIP ' "$log")
   passed=$((passed + p))
   skipped=$((skipped + s))
+  mapfile -t -O "${#skip_lines[@]}" skip_lines < <(grep '^SKIP ' "$log")
   if [[ $rc -ne 0 && $f -eq 0 ]]; then
     case $rc in
       124) why="timeout" ;;
@@ -102,7 +106,10 @@ for src in "${progs[@]}"; do
 done
 
 echo
-[[ $skipped -gt 0 ]] && echo "($skipped skipped)"
+if [[ $skipped -gt 0 ]]; then
+  echo "skipped ($mode):"
+  printf '  %s\n' "${skip_lines[@]}"
+fi
 [[ ${#failed_names[@]} -gt 0 ]] && echo "failing programs: ${failed_names[*]}"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [[ $failed -eq 0 ]]

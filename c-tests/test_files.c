@@ -2,6 +2,8 @@
 #define TEST_DEFINE_CALLBACKS
 #include "util.h"
 
+#include <sys/epoll.h>
+
 #define FILE_SIZE ((size_t)(3 * 1024 * 1024 + 123))
 
 /* After the data was received and flush_strong returned, the library must
@@ -199,16 +201,110 @@ TEST(sendfile_invalid_uuid) {
   CHECK_EQ(sock_sendfile(((intptr_t)1 << 32) | 0x7fffffff, fd, 0, 1000), -1);
   CHECK_EQ(errno, ENODEV);
   CHECK(!fd_is_open(fd));
-  /* a zero length is refused (EINVAL), and the file still closed */
+  /* a negative offset is refused (EINVAL), and the file still closed */
   fd = make_temp_file(1000, 1);
   REQUIRE(fd >= 0);
   errno = 0;
   conn_t c;
   REQUIRE(make_unix_pair(&c) == 0);
-  CHECK_EQ(sock_sendfile(c.uuid, fd, 0, 0), -1);
+  CHECK_EQ(sock_sendfile(c.uuid, fd, -1, 1000), -1);
   CHECK_EQ(errno, EINVAL);
   CHECK(!fd_is_open(fd));
   CHECK_EQ(sock_isvalid(c.uuid), 1);
+  conn_force_close(&c);
+}
+
+/* Receives `n` bytes from the raw peer of `c` into `store` the way an
+ * edge-triggered event loop finishes a transfer: the peer is read when
+ * epoll reports it readable, and sock_flush is called when it reports the
+ * library's fd writable (and never otherwise). Returns the bytes received
+ * within `ms`. */
+static size_t et_receive(conn_t *c, uint8_t *store, size_t n, int ms) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0)
+    return 0;
+  fcntl(c->raw, F_SETFL, fcntl(c->raw, F_GETFL) | O_NONBLOCK);
+  struct epoll_event ev = {.events = EPOLLOUT | EPOLLET, .data.fd = c->lfd};
+  epoll_ctl(ep, EPOLL_CTL_ADD, c->lfd, &ev);
+  ev = (struct epoll_event){.events = EPOLLIN | EPOLLET, .data.fd = c->raw};
+  epoll_ctl(ep, EPOLL_CTL_ADD, c->raw, &ev);
+  size_t got = 0;
+  int64_t end = now_ms() + ms;
+  while (got < n && now_ms() < end) {
+    struct epoll_event evs[2];
+    int k = epoll_wait(ep, evs, 2, 100);
+    for (int i = 0; i < k; i++) {
+      if (evs[i].data.fd == c->lfd) {
+        sock_flush(c->uuid);
+        continue;
+      }
+      for (;;) { /* edge-triggered: read until the socket is empty */
+        ssize_t r = read(c->raw, store + got, n - got);
+        if (r <= 0)
+          break;
+        got += (size_t)r;
+      }
+    }
+  }
+  close(ep);
+  set_blocking(c->raw);
+  return got;
+}
+
+/* Sends a file with length 0 (sock_write2 .is_fd, or sock_sendfile) from
+ * `off`, then "END": the peer gets the file from `off` to its end, then
+ * "END", and the file is closed. */
+static void send_to_eof(int use_write2, off_t off) {
+  conn_t c;
+  REQUIRE(make_tcp_pair(&c) == 0);
+  size_t fsize = 300000, expect = fsize - (size_t)off;
+  int fd = make_temp_file(fsize, 21);
+  REQUIRE(fd >= 0);
+  struct stat st;
+  fstat(fd, &st);
+  ssize_t r;
+  errno = 0;
+  if (use_write2)
+    r = sock_write2(.fduuid = c.uuid, .buffer = (void *)(intptr_t)fd,
+                    .length = 0, .offset = off, .is_fd = 1);
+  else
+    r = sock_sendfile(c.uuid, fd, off, 0);
+  CHECK_MSG(r == 0, "length 0 refused: %s", strerror(errno));
+  CHECK_EQ(sock_write(c.uuid, "END", 3), 0);
+  uint8_t *store = malloc(expect + 3);
+  CHECK_EQ(et_receive(&c, store, expect + 3, 10000), expect + 3);
+  CHECK_EQ(check_pattern(store, expect, (uint64_t)off, 21), expect);
+  CHECK(!memcmp(store + expect, "END", 3));
+  check_file_closed(fd, &st);
+  free(store);
+  conn_force_close(&c);
+}
+
+/* Length 0 means "to end of file", for sock_write2(.is_fd) and
+ * sock_sendfile as for an is_fd packet. */
+TEST(write2_is_fd_length_0_to_end_of_file) { send_to_eof(1, 0); }
+TEST(sendfile_length_0_to_end_of_file_from_offset) { send_to_eof(0, 4321); }
+
+/* ... also for a source with no size: a pipe, sent until its writer closed
+ * it (end of stream). */
+TEST(sendfile_length_0_pipe_to_end_of_stream) {
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  size_t n = 50000;
+  uint8_t *data = malloc(n);
+  fill_pattern(data, n, 0, 22);
+  REQUIRE(write(p[1], data, n) == (ssize_t)n);
+  close(p[1]);
+  CHECK_EQ(sock_sendfile(c.uuid, p[0], 0, 0), 0);
+  CHECK_EQ(sock_write(c.uuid, "END", 3), 0);
+  uint8_t *store = malloc(n + 3);
+  CHECK_EQ(et_receive(&c, store, n + 3, 10000), n + 3);
+  CHECK_EQ(check_pattern(store, n, 0, 22), n);
+  CHECK(!memcmp(store + n, "END", 3));
+  free(store);
+  free(data);
   conn_force_close(&c);
 }
 
@@ -247,6 +343,9 @@ int main(int argc, char **argv) {
   RUN(sendfile_between_writes_order);
   RUN(big_file_concurrent_reader);
   RUN(sendfile_invalid_uuid);
+  RUN(write2_is_fd_length_0_to_end_of_file);
+  RUN(sendfile_length_0_to_end_of_file_from_offset);
+  RUN(sendfile_length_0_pipe_to_end_of_stream);
   RUN(sendfile_closes_after_close_request);
   return HARNESS_END();
 }

@@ -434,6 +434,49 @@ TEST(connect_refused) {
   CHECK_EQ(close_count(c), 1);
 }
 
+/* libsock.h, sock_connect: a connection that fails after the call returned
+ * is reported by the next call that meets the error (-1 with the error),
+ * the connection is closed once, and later calls answer ENODEV. */
+TEST(connect_failure_reported_by_the_next_write) {
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  char host[] = "127.0.0.1";
+  errno = 0;
+  intptr_t c = sock_connect(host, port);
+  if (c == -1) { /* refused at once: reported by sock_connect itself */
+    CHECK_EQ(errno, ECONNREFUSED);
+    return;
+  }
+  /* the program's wait for the connection: writability */
+  REQUIRE(wait_fd(sock_uuid2fd(c), POLLOUT, 5000) & POLLOUT);
+  errno = 0;
+  CHECK_EQ(sock_write(c, "x", 1), -1);
+  CHECK_EQ(errno, ECONNREFUSED);
+  CHECK_EQ(close_count(c), 1);
+  CHECK_EQ(sock_isvalid(c), 0);
+  errno = 0;
+  CHECK_EQ(sock_write(c, "x", 1), -1);
+  CHECK_EQ(errno, ENODEV);
+  CHECK_EQ(close_count(c), 1);
+}
+
+/* ... and SO_ERROR, read when the fd is writable, tells the program first;
+ * it then closes the connection itself. */
+TEST(connect_failure_seen_through_so_error) {
+  char port[16];
+  REQUIRE(free_port(AF_INET, port) == 0);
+  char host[] = "127.0.0.1";
+  intptr_t c = sock_connect(host, port);
+  if (c == -1)
+    return; /* refused at once (checked above) */
+  int fd = sock_uuid2fd(c);
+  REQUIRE(wait_fd(fd, POLLOUT, 5000) & POLLOUT);
+  CHECK_EQ(sock_opt(fd, SOL_SOCKET, SO_ERROR), ECONNREFUSED);
+  sock_force_close(c);
+  CHECK_EQ(close_count(c), 1);
+  CHECK_EQ(sock_isvalid(c), 0);
+}
+
 TEST(unix_connect_missing_path) {
   REQUIRE(make_tmpdir() == 0);
   char path[400];
@@ -609,6 +652,8 @@ int main(int argc, char **argv) {
   RUN(listen_port_in_use);
   RUN(listen_reuseaddr_after_time_wait);
   RUN(connect_refused);
+  RUN(connect_failure_reported_by_the_next_write);
+  RUN(connect_failure_seen_through_so_error);
   RUN(unix_connect_missing_path);
   RUN(client_server_many_messages);
   RUN(write_before_connect_completes);

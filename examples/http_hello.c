@@ -4,9 +4,9 @@
  *
  *   http_hello [-a address] [-p port] [-t idle_seconds] [folder]
  *
- * GET / answers "Hello World!". Any other path is a file of `folder`
- * (default "."), sent with sock_sendfile(); a directory serves its
- * index.html. Missing files get 404; paths that would leave the folder
+ * GET / serves the folder's index.html, or answers "Hello World!" when it
+ * has none. Any other path is a file of `folder` (default "."), sent with
+ * sock_sendfile(); a directory serves its index.html. Missing files get 404; paths that would leave the folder
  * (".." segments, also percent-encoded, or symbolic links pointing out)
  * get 403. Pipelined requests are answered in order; a connection stops
  * being read while its answers wait in the queue (backpressure). Idle
@@ -198,6 +198,16 @@ static int open_beneath(const char *rel) {
 
 /* ---- answers ------------------------------------------------------------ */
 
+/* Whether the folder has an index.html (for GET /), looked up at every
+ * request: files may come and go while the server runs. */
+static int has_index(void) {
+  int fd = open_beneath("index.html");
+  if (fd < 0)
+    return 0;
+  close(fd);
+  return 1;
+}
+
 /* Queues a complete answer with a short text body. */
 static int answer_text(intptr_t uuid, int status, const char *body, int keep,
                        int head_only) {
@@ -345,8 +355,10 @@ static int handle(loop_conn_s *c, http_s *h, const char *buf, size_t hlen) {
     char text[64];
     snprintf(text, sizeof text, "%d %s\n", status, reason(status));
     r = answer_text(c->uuid, status, text, keep, head_only);
-  } else if (rel[0] == 0) {
+  } else if (rel[0] == 0 && !has_index()) {
     r = answer_text(c->uuid, 200, "Hello World!", keep, head_only);
+  } else if (rel[0] == 0) {
+    r = answer_file(c->uuid, "index.html", keep, head_only);
   } else {
     r = answer_file(c->uuid, rel, keep, head_only);
   }

@@ -7,8 +7,8 @@
 #   make bench-tls  run the TLS bench: bench/results/tls.md and the
 #                   "## TLS" section of BENCHMARKS.md (when it exists)
 #
-# OpenSSL comes from Debian's libssl-dev: installed with apt-get when
-# pkg-config cannot find it.
+# OpenSSL comes from Debian's libssl-dev: installed with the other test
+# dependencies (scripts/deps.sh) when pkg-config cannot find it.
 
 TLS_OUT    := build/tls
 TLS_CC     ?= $(CC)
@@ -27,9 +27,7 @@ tls: $(TLS_BINS)
 
 # OpenSSL headers and libraries (libssl-dev), installed when missing.
 tls-openssl:
-	@pkg-config --exists openssl || { \
-	  echo "libssl-dev not found: installing it with apt-get"; \
-	  apt-get update && apt-get install -y libssl-dev pkg-config; }
+	@pkg-config --exists openssl 2>/dev/null || scripts/deps.sh
 	@pkg-config --exists openssl || { echo "OpenSSL still missing"; exit 1; }
 
 $(TLS_OUT)/.openssl:

@@ -44,6 +44,10 @@ else
   fail default-prefix-usr-local "make -n install does not target /usr/local/lib"
 fi
 
+# The man pages: built as `make` builds them, installed in share/man/man3.
+"${MAKE_[@]}" man >"$tmp/log" 2>&1 || { sed 's/^/  /' "$tmp/log" >&2; fail man-pages-built "make man"; }
+installed=$(sort <<<"$installed"$'\n'"$(python3 scripts/gen-man.py --list | sed 's|.*|share/man/man3/&.3|')")
+
 # --- staged install next to other files --------------------------------------
 stage=$tmp/stage
 mkdir -p "$stage/usr/local/lib/pkgconfig" "$stage/usr/local/include"
@@ -181,6 +185,65 @@ if "${MAKE_[@]}" install PREFIX="$prefix" >"$tmp/log" 2>&1; then
 else
   sed 's/^/  /' "$tmp/log" >&2
   fail prefix-install "make install PREFIX=$prefix failed"
+fi
+
+# --- man finds the installed pages; uninstall with a wrong PREFIX ------------
+mp=$tmp/man-prefix
+if "${MAKE_[@]}" install PREFIX="$mp" >"$tmp/log" 2>&1; then
+  missing=()
+  for name in $(python3 scripts/gen-man.py --list); do
+    [[ $(man -M "$mp/share/man" -s 3 -w "$name" 2>/dev/null) == "$mp/share/man/man3/$name.3" ]] &&
+      MANWIDTH=80 man -M "$mp/share/man" -s 3 "$name" 2>/dev/null | grep -q '^NAME' ||
+      missing+=("$name")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    pass "man-finds-every-page ($(python3 scripts/gen-man.py --list | wc -l) pages)"
+  else
+    fail man-finds-every-page "man -M $mp/share/man -s 3 finds no page for: ${missing[*]}"
+  fi
+  # a PREFIX where nothing was installed: an error that says so, and nothing
+  # removed from where it was installed
+  if "${MAKE_[@]}" uninstall PREFIX="$tmp/not-installed-here" >"$tmp/log" 2>&1; then
+    fail uninstall-wrong-prefix-fails "make uninstall PREFIX=<empty dir> succeeded"
+  elif ! grep -q 'nothing to remove' "$tmp/log"; then
+    sed 's/^/  /' "$tmp/log" >&2
+    fail uninstall-wrong-prefix-fails "no 'nothing to remove' message"
+  elif [[ ! -f $mp/include/libsock.h ]]; then
+    fail uninstall-wrong-prefix-fails "files removed from the real prefix"
+  else
+    pass uninstall-wrong-prefix-fails
+  fi
+  # the README's two static links, as written there: with pkg-config
+  # against the installed library, and in the tree with the flags of
+  # libsock.pc's Libs.private
+  recipe=$(grep -m 1 '^cc prog.c $(pkg-config --static.*# static$' README.md)
+  recipe=${recipe%%#*}
+  if [[ -n $recipe ]] && PKG_CONFIG_PATH=$mp/lib/pkgconfig \
+    eval "${recipe/#cc prog.c/$CC abi/install/prog.c} -o $tmp/prog-readme" >"$tmp/log" 2>&1 &&
+    ! readelf -d "$tmp/prog-readme" | grep -q 'NEEDED.*libsock' &&
+    timeout 60 "$tmp/prog-readme" | grep -qx "libsock $version ok"; then
+    pass readme-pkg-config-static-recipe
+  else
+    sed 's/^/  /' "$tmp/log" >&2
+    fail readme-pkg-config-static-recipe "README: '$recipe'"
+  fi
+  private=$(sed -n 's/^Libs.private: //p' "$mp/lib/pkgconfig/libsock.pc")
+  readme=$(sed -n 's|^cc -Iinclude prog.c build/lib/libsock.a \(.*\) -o prog .*# static$|\1|p' README.md)
+  if [[ -n $readme && $readme == "$private" ]]; then
+    pass readme-static-flags-are-libs-private
+  else
+    fail readme-static-flags-are-libs-private "README '$readme', libsock.pc '$private'"
+  fi
+  "${MAKE_[@]}" uninstall PREFIX="$mp" >"$tmp/log" 2>&1
+  if [[ -z $(contents "$mp") ]]; then
+    pass uninstall-removes-man-pages
+  else
+    contents "$mp" | sed 's/^/  left: /' >&2
+    fail uninstall-removes-man-pages
+  fi
+else
+  sed 's/^/  /' "$tmp/log" >&2
+  fail man-prefix-install "make install PREFIX=$mp failed"
 fi
 
 [[ $failed -eq 0 ]]

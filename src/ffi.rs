@@ -137,14 +137,32 @@ pub extern "C" fn sock_accept(srv_uuid: isize) -> isize {
 /// Starts a non-blocking connection to `address`:`port` (TCP; IPv4 or IPv6,
 /// each resolved address tried in turn) or, when `port` is NULL or "", to the
 /// Unix domain socket at the path `address`. Returns the UUID at once: the
-/// connection is usually still in progress. Wait for writability (poll,
-/// epoll) before relying on it; `sock_write` may be called at once, the data
-/// is sent when the connection completes.
+/// connection is usually still in progress. `sock_write` may be called at
+/// once: the data waits in the buffer and is sent when the connection
+/// completes.
+///
+/// To wait for the connection, watch its fd (`sock_uuid2fd`) for
+/// writability (`EPOLLOUT`, `POLLOUT`). When it is reported,
+/// `getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)` gives 0 for a
+/// connection, or the reason it failed; reading `SO_ERROR` clears the error,
+/// so after a failure call `sock_force_close(uuid)`.
+///
+/// A connection that fails after this call returned (refused, timed out,
+/// unreachable) is reported by the first `sock_read`, `sock_write2` or
+/// `sock_flush` that meets the error: -1 with `errno` set to it
+/// (`ECONNREFUSED`, `ETIMEDOUT`, ...). The connection is then closed
+/// (`reactor_on_close` is called) and later calls with the UUID fail with
+/// `ENODEV`. A `sock_flush` with nothing queued does not look at the socket.
 ///
 /// Returns -1 on error with `errno` set (`EINVAL` for a NULL address or a bad
 /// port, `EADDRNOTAVAIL` for a host that does not resolve, `ENAMETOOLONG` for
 /// a long Unix path, or the error of `socket`/`connect`, e.g. `ECONNREFUSED`
 /// or `ENOENT` for Unix sockets).
+///
+/// `address` and `port` are `char *`, as in the original header, but only
+/// read. A string literal passed to them draws a warning from C with
+/// `-Wwrite-strings` and from C++ (where literals are `const`): pass arrays
+/// (`char host[] = "127.0.0.1";`) or cast (`(char *)"127.0.0.1"`).
 ///
 /// # Safety
 /// `address` and `port` must each be NULL or a NUL-terminated string.
@@ -244,10 +262,11 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
 /// flushing connections, until all of it is queued; no other write to the
 /// same connection lands inside it. With `move`, the buffer belongs to the
 /// library even when the call fails (it is `free`d). With `is_fd`, the file
-/// is sent from `offset`, at most `length` bytes or to its end, then closed
-/// — also when the call fails; an `offset` at or past the end (up to
-/// `INT64_MAX`) sends nothing, and the data queued after the file follows.
-/// Urgent data (not a file) is copied outside the pool.
+/// is sent from `offset`, at most `length` bytes or to its end (`length` 0:
+/// to its end, as for an `is_fd` packet), then closed — also when the call
+/// fails; an `offset` at or past the end (up to `INT64_MAX`) sends nothing,
+/// and the data queued after the file follows. Urgent data (not a file) is
+/// copied outside the pool.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
     guard(-1, || ret(write::write(&options).map(|()| 0), -1))
@@ -256,6 +275,15 @@ pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
 /// Writes as much queued data as the kernel (or the write hook) takes now;
 /// then, if the connection was marked for closing (`sock_close`) and nothing
 /// is left — the `flush` hook's buffer included — closes it.
+///
+/// **Call it when the event loop reports the fd writable** (`EPOLLOUT`,
+/// `POLLOUT`). The library sends whenever it can: after every write, for
+/// as long as the kernel takes the bytes. Once the kernel refused some
+/// (`EAGAIN`, or a short write), only the kernel knows when it can take
+/// more, and it tells by reporting the fd writable: the rest of the queue
+/// waits for that `sock_flush`. An edge-triggered loop
+/// (`EPOLLIN | EPOLLOUT | EPOLLET`) that calls it on every `EPOLLOUT` gets
+/// every byte out; calls at other times are harmless.
 ///
 /// Returns 0, or -1 when the UUID is invalid (`errno` `ENODEV`), when the
 /// connection failed (it is then closed, `errno` tells why), or when it is

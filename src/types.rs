@@ -55,7 +55,7 @@ pub union fduuid_u {
 /// The named arguments of `sock_write2`.
 ///
 /// `move`, `urgent`, `is_fd` and `rsv` are one-bit fields of a single
-/// `unsigned` word (the `flags` field here).
+/// `unsigned` word (the Rust definition names that word `flags`).
 /// cbindgen:field-names=[fduuid, buffer, length, offset, move, urgent, is_fd, rsv]
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -65,8 +65,9 @@ pub struct sock_write_info_s {
     /// The bytes to send, or (with `is_fd`) a file descriptor cast into the
     /// pointer: `.buffer = (void *)(intptr_t)fd`.
     pub buffer: *const c_void,
-    /// Bytes to send. For a file: the most to send (sending stops at EOF).
-    /// `0` with a byte buffer means `strlen(buffer)`.
+    /// Bytes to send. For a file: the most to send (sending stops at end of
+    /// file); `0` sends to end of file, as for an `is_fd` packet. `0` with a
+    /// byte buffer means `strlen(buffer)`.
     pub length: size_t,
     /// Where in the file to start (with `is_fd`).
     pub offset: off_t,

@@ -288,7 +288,8 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
         // SAFETY: a non-fd buffer with length 0 is a C string by contract.
         length = unsafe { libc::strlen(o.buffer.cast()) };
     }
-    if length == 0 || (o.is_fd() && o.offset < 0) {
+    // A file's length 0 means "to end of file", as for an `is_fd` packet.
+    if (length == 0 && !o.is_fd()) || (o.is_fd() && o.offset < 0) {
         drop(owned);
         return Err(Errno::EINVAL);
     }
@@ -314,7 +315,7 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
             Body::File(FileBody {
                 fd: fd as RawFd,
                 offset: o.offset,
-                remaining: length as u64,
+                remaining: if length == 0 { u64::MAX } else { length as u64 },
                 no_sendfile: false,
                 stage: None,
                 eof: false,

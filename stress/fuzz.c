@@ -197,7 +197,8 @@ static void op_badargs(lconn_t *c) {
               r, errno);
     break;
   case 3:
-  case 4: /* negative offset, zero length: refused, the file still closed */
+  case 4: /* negative offset (length 0 means "to end of file", a valid
+           * length): refused, the file still closed */
     fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
     fstat(fd, &st);
     errno = 0;
@@ -206,9 +207,9 @@ static void op_badargs(lconn_t *c) {
                       .length = 10, .offset = -1, .is_fd = 1);
     else
       r = sock_write2(.fduuid = u, .buffer = (void *)(intptr_t)fd,
-                      .length = 0, .is_fd = 1);
+                      .length = 0, .offset = -1, .is_fd = 1);
     if (r != -1 || errno != EINVAL)
-      rl_fail("bad-args", "sock_write2(.is_fd) with a bad offset/length: "
+      rl_fail("bad-args", "sock_write2(.is_fd) with a bad offset: "
               "%zd errno %d", r, errno);
     if (fd_is_same_file(fd, &st)) {
       rl_fail("refused-file-left-open",

@@ -251,7 +251,7 @@ TEST(refused_file_is_closed) {
   sock_force_close(stale);
   close(c.raw);
   static const char *const why[] = {"stale UUID", "UUID -1",
-                                    "length 0 (EINVAL)",
+                                    "negative offset, length 0 (EINVAL)",
                                     "negative offset (EINVAL)"};
   for (int k = 0; k < 4; k++) {
     int fd = make_temp_file(1000, 5);
@@ -261,7 +261,7 @@ TEST(refused_file_is_closed) {
     intptr_t u = k == 1 ? -1 : stale;
     ssize_t r = sock_write2(.fduuid = u, .buffer = (void *)(intptr_t)fd,
                             .length = k == 2 ? 0 : 1000,
-                            .offset = k == 3 ? -5 : 0, .is_fd = 1);
+                            .offset = k >= 2 ? -5 : 0, .is_fd = 1);
     CHECK_EQ(r, -1);
     int left_open = fd_is_same_file(fd, &st);
     CHECK_MSG(!left_open,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The examples, checked from the outside as a user would (issue 5):
 # http_hello with curl (a real HTTP client) and a raw pipelining client,
-# echo with many concurrent clients. Loopback only; every wait is bounded.
+# the client example against it, echo with many concurrent clients, the
+# demo's folder and make variables (issue 14). Loopback only; every wait is
+# bounded.
 #
 # Prints one PASS/FAIL line per check; the last line is exactly
 # "N passed, N failed"; exits non-zero when a check failed.
@@ -37,9 +39,23 @@ if ! make --no-print-directory examples >"$tmp/build.log" 2>&1; then
 fi
 pass build
 
-if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y curl >/dev/null 2>&1
+# a second `make examples` (as every `make demo` runs it) relinks nothing:
+# the library was rebuilt, but the programs load it at run time
+if make --no-print-directory examples >"$tmp/build2.log" 2>&1 &&
+  ! grep -q -- '-o build/examples/' "$tmp/build2.log"; then
+  pass examples-not-relinked
+else
+  fail examples-not-relinked "$(grep -- '-o build/examples/' "$tmp/build2.log" | head -c 300)"
 fi
+
+# make demo PORT=n serves port n
+if make -n --no-print-directory demo PORT=3999 2>/dev/null | grep -q 'http_hello -a [^ ]* -p 3999 '; then
+  pass demo-port-variable
+else
+  fail demo-port-variable "make -n demo PORT=3999 does not run http_hello -p 3999"
+fi
+
+command -v curl >/dev/null 2>&1 || scripts/deps.sh # make test installed it already
 PY=$(command -v python3 || true)
 if ! command -v curl >/dev/null 2>&1; then
   fail prerequisites "curl is missing and could not be installed"
@@ -268,7 +284,58 @@ if grep -q 'idle ok' "$tmp/misc.out"; then pass idle-timeout-closes; else fail i
 body=$("${CURL[@]}" "$url/")
 if [[ $body == "Hello World!" ]]; then pass still-serving; else fail still-serving "got: $body"; fi
 
+# the client example (examples/client.c): connect, wait for writability,
+# write the request, read the answer in an epoll loop, close
+if timeout 30 build/examples/client -a 127.0.0.1 -p "$SRV_PORT" /small.txt \
+  >"$tmp/client.out" 2>"$tmp/client.err" &&
+  head -n 1 "$tmp/client.out" | grep -q '^HTTP/1.1 200 OK' &&
+  [[ $(tail -c 13 "$tmp/client.out") == "a small file" ]]; then
+  pass client-small-file
+else
+  fail client-small-file "$(head -c 300 "$tmp/client.out" "$tmp/client.err" | tr '\n' ' ')"
+fi
+# a 10 MiB answer, which the client reads as it arrives (edge-triggered)
+timeout 60 build/examples/client -a 127.0.0.1 -p "$SRV_PORT" /big.bin >"$tmp/client-big.out" 2>"$tmp/client.err"
+rc=$?
+got=$("$PY" -c 'import hashlib, sys
+d = open(sys.argv[1], "rb").read()
+print(hashlib.sha256(d.split(b"\r\n\r\n", 1)[1]).hexdigest() if b"\r\n\r\n" in d else "no-header")' "$tmp/client-big.out")
+if [[ $rc -eq 0 && $got == "$big_sha" ]]; then
+  pass client-big-file-sha256
+else
+  fail client-big-file-sha256 "status $rc, body sha256 $got; $(head -c 200 "$tmp/client.err")"
+fi
+# nothing listening: the failed connection is reported, exit status 1
+closed_port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+timeout 30 build/examples/client -a 127.0.0.1 -p "$closed_port" >"$tmp/client.out" 2>"$tmp/client.err"
+rc=$?
+if [[ $rc -eq 1 ]] && grep -q 'Connection refused' "$tmp/client.err"; then
+  pass client-connection-refused
+else
+  fail client-connection-refused "status $rc; $(head -c 200 "$tmp/client.err")"
+fi
+
 stop http "$HTTP_PID" INT
+
+# ---- the demo's folder (make demo-www): GET / is its index page ---------------
+
+if ! make --no-print-directory demo-www >"$tmp/www.log" 2>&1; then
+  fail demo-www "$(tail -n 5 "$tmp/www.log" | tr '\n' ' ')"
+elif ! start demo build/examples/http_hello -a 127.0.0.1 -p 0 -t 1 build/demo-www; then
+  fail demo-start "no URL printed: $(cat "$tmp/demo.err")"
+else
+  DEMO_PID=$SRV_PID
+  body=$("${CURL[@]}" "http://127.0.0.1:$SRV_PORT/")
+  if grep -q 'href="/hello.txt"' <<<"$body" && grep -q 'href="/big.bin"' <<<"$body" &&
+    grep -q 'sock_sendfile' <<<"$body"; then
+    pass demo-root-is-the-index-page
+  else
+    fail demo-root-is-the-index-page "got: $(head -c 200 <<<"$body")"
+  fi
+  body=$("${CURL[@]}" "http://127.0.0.1:$SRV_PORT/hello.txt")
+  if [[ $body == "Hello from a file sent by libsock-rs." ]]; then pass demo-linked-file; else fail demo-linked-file "got: $body"; fi
+  stop demo "$DEMO_PID" INT
+fi
 
 # ---- echo ----------------------------------------------------------------------
 
