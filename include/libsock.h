@@ -365,16 +365,16 @@ intptr_t sock_fd2uuid(int fd);
  *
  * Returns the number of bytes read (> 0); **0 when nothing is available
  * now** (`EAGAIN`, `EWOULDBLOCK`, `EINTR`, a connection still in progress,
- * or a read hook with nothing yet); **-1 at end of stream or on a
- * connection error**, and then the connection is closed gracefully (as by
- * `sock_close`: queued data is still sent, then `reactor_on_close` is
- * called). Uses the connection's `read` hook when set. Calls `sock_touch`
- * when data was read.
+ * or a read hook with nothing yet); **-1 at end of stream (`errno` 0) or
+ * on a connection error (`errno` tells which)**, and then the connection is
+ * closed gracefully (as by `sock_close`: queued data is still sent, then
+ * `reactor_on_close` is called). Uses the connection's `read` hook when
+ * set. Calls `sock_touch` when data was read.
  *
  * `count` 0 behaves as in the original library, whose `read(fd, buf, 0)`
  * answered 0, taken as end of stream: the connection is closed gracefully
- * and -1 returned (`buf` may then be NULL; neither `read` nor the hook is
- * called). Programs use it to drop a client whose input overflows their
+ * and -1 returned with `errno` 0 (`buf` may then be NULL; neither `read`
+ * nor the hook is called). Programs use it to drop a client whose input overflows their
  * buffer.
  *
  * An invalid UUID gives -1 with `errno` `ENODEV`; a NULL `buf` with a

@@ -1,43 +1,75 @@
 //! The C surface: every function of `libsock.h`.
 //!
-//! Each function checks its arguments, converts types, calls into `io`,
-//! `write` or `flush`, and turns the result into the documented return value
-//! and `errno`. Nothing panics across: [`guard`] catches a panic and returns
-//! the function's error value with `errno` set to `EIO`. The doc comments
-//! below are the header's documentation.
+//! Each function checks its arguments, turns them into checked Rust types,
+//! and calls into `io`, `write` or `flush` through the boundary
+//! ([`call`]/[`answer`]), which gives it the documented return value and
+//! `errno` and stops panics. The doc comments below are the header's
+//! documentation.
 
 use std::ffi::{CStr, c_char};
+use std::os::fd::RawFd;
 
 use libc::{c_int, c_uint, c_void, size_t, ssize_t};
 use nix::errno::Errno;
 
+use crate::boundary::{answer, call};
 use crate::callbacks::{self, TaskFn};
 use crate::flush;
 use crate::io;
 use crate::pool;
-use crate::shadow;
+use crate::queue::Owner;
 use crate::sys;
 use crate::table;
 use crate::types::{sock_packet_s, sock_rw_hook_s, sock_write_info_s};
-use crate::uuid::INVALID;
 use crate::waker;
 use crate::write;
 
-/// The panic boundary of every export ([`crate::boundary::guard`]). The
-/// first call of the process also checks that the program does not shadow
-/// the library's functions ([`shadow`]).
-fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
-    crate::boundary::guard(on_panic, || {
-        shadow::check_once();
-        f()
-    })
-}
-
-/// `Ok(v)` → `v`; `Err(e)` → `fail` with `errno = e`.
-fn ret<T>(r: Result<T, Errno>, fail: T) -> T {
-    r.unwrap_or_else(|e| {
-        sys::set_errno(e);
-        fail
+/// The checked payload of `sock_write2` options. With `move` or `is_fd`,
+/// the buffer or file is the library's from here, even when a check fails:
+/// the error path drops its owner, which frees or closes it.
+///
+/// # Safety
+/// A non-fd `buffer` must hold `length` readable bytes, or be a C string
+/// when `length` is 0 (the C caller's promise).
+unsafe fn payload(o: &sock_write_info_s) -> Result<write::Payload<'_>, Errno> {
+    if o.is_fd() {
+        let fd = RawFd::try_from(o.buffer as isize).map_err(|_| Errno::EBADF)?;
+        if fd < 0 || !sys::fd_is_open(fd) {
+            return Err(Errno::EBADF);
+        }
+        let owner = Owner::CloseFd(fd);
+        if o.offset < 0 {
+            return Err(Errno::EINVAL);
+        }
+        return Ok(write::Payload::File {
+            owner,
+            fd,
+            offset: o.offset,
+            // A file's length 0 means "to end of file", as for a packet.
+            length: if o.length == 0 {
+                u64::MAX
+            } else {
+                o.length as u64
+            },
+        });
+    }
+    if o.buffer.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    let owner = o.is_move().then(|| Owner::Malloc(o.buffer.cast_mut()));
+    let len = match o.length {
+        // SAFETY: a buffer with length 0 is a C string by contract.
+        0 => unsafe { libc::strlen(o.buffer.cast()) },
+        n => n,
+    };
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ptr = o.buffer.cast::<u8>();
+    Ok(match owner {
+        Some(owner) => write::Payload::Owned { owner, ptr, len },
+        // SAFETY: the caller's buffer holds `len` bytes for this call.
+        None => write::Payload::Borrowed(unsafe { std::slice::from_raw_parts(ptr, len) }),
     })
 }
 
@@ -56,7 +88,7 @@ unsafe fn c_str<'a>(p: *const c_char) -> Option<&'a CStr> {
 /// closed or negative fd).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_set_non_block(fd: c_int) -> c_int {
-    guard(-1, || sys::set_non_block(fd))
+    call(|| sys::set_non_block(fd))
 }
 
 /// Raises the soft `RLIMIT_NOFILE` limit to the hard limit (where allowed)
@@ -65,7 +97,7 @@ pub extern "C" fn sock_set_non_block(fd: c_int) -> c_int {
 /// the first use of the library); later calls return the cached value.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_max_capacity() -> ssize_t {
-    guard(-1, || table::max_capacity() as ssize_t)
+    answer(|| table::max_capacity() as ssize_t)
 }
 
 /// Opens a non-blocking listening socket and returns its UUID.
@@ -94,15 +126,9 @@ pub extern "C" fn sock_max_capacity() -> ssize_t {
 /// `address` and `port` must each be NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sock_listen(address: *const c_char, port: *const c_char) -> isize {
-    guard(INVALID, || {
-        // SAFETY: NULL or C strings, as the API requires.
-        let (address, port) = unsafe { (c_str(address), c_str(port)) };
-        let port = port.filter(|p| !p.is_empty());
-        ret(
-            sys::listen(address, port).and_then(register_or_close),
-            INVALID,
-        )
-    })
+    // SAFETY: NULL or C strings, as the API requires.
+    let (address, port) = unsafe { (c_str(address), c_str(port)) };
+    call(|| sys::listen(address, port.filter(|p| !p.is_empty())).and_then(register_or_close))
 }
 
 /// Registers a new fd, closing it if the table cannot take it.
@@ -119,19 +145,7 @@ fn register_or_close(fd: c_int) -> Result<isize, Errno> {
 /// another error of `accept`.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_accept(srv_uuid: isize) -> isize {
-    guard(INVALID, || {
-        let Some(l) = table::lock(srv_uuid) else {
-            sys::set_errno(Errno::ENODEV);
-            return INVALID;
-        };
-        let fd = l.fd;
-        // Held across accept so the listening fd cannot be closed (and its
-        // number reused) meanwhile; accept on a non-blocking socket does not
-        // block.
-        let accepted = sys::accept(fd);
-        drop(l);
-        ret(accepted.and_then(register_or_close), INVALID)
-    })
+    call(|| io::accept(srv_uuid).and_then(register_or_close))
 }
 
 /// Starts a non-blocking connection to `address`:`port` (TCP; IPv4 or IPv6,
@@ -168,15 +182,9 @@ pub extern "C" fn sock_accept(srv_uuid: isize) -> isize {
 /// `address` and `port` must each be NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sock_connect(address: *mut c_char, port: *mut c_char) -> isize {
-    guard(INVALID, || {
-        // SAFETY: NULL or C strings, as the API requires.
-        let (address, port) = unsafe { (c_str(address), c_str(port)) };
-        let port = port.filter(|p| !p.is_empty());
-        ret(
-            sys::connect(address, port).and_then(register_or_close),
-            INVALID,
-        )
-    })
+    // SAFETY: NULL or C strings, as the API requires.
+    let (address, port) = unsafe { (c_str(address), c_str(port)) };
+    call(|| sys::connect(address, port.filter(|p| !p.is_empty())).and_then(register_or_close))
 }
 
 /// Registers an existing file descriptor (a pipe, a socket, any fd) with the
@@ -193,12 +201,11 @@ pub unsafe extern "C" fn sock_connect(address: *mut c_char, port: *mut c_char) -
 /// `EMFILE` when it is beyond `sock_max_capacity()`.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_open(fd: c_int) -> isize {
-    guard(INVALID, || {
+    call(|| {
         if !sys::fd_is_open(fd) {
-            sys::set_errno(Errno::EBADF);
-            return INVALID;
+            return Err(Errno::EBADF);
         }
-        ret(io::register(fd), INVALID)
+        io::register(fd)
     })
 }
 
@@ -206,30 +213,30 @@ pub extern "C" fn sock_open(fd: c_int) -> isize {
 /// after fd reuse, or never valid).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_isvalid(uuid: isize) -> c_int {
-    guard(0, || c_int::from(table::lock(uuid).is_some()))
+    answer(|| c_int::from(table::lock(uuid).is_some()))
 }
 
 /// Returns the current UUID of `fd` if the library has it open, else -1.
 /// Any `fd` value (negative, huge) is safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_fd2uuid(fd: c_int) -> isize {
-    guard(INVALID, || io::fd2uuid(fd))
+    call(|| Ok(io::fd2uuid(fd)))
 }
 
 /// Reads up to `count` bytes from the connection into `buf`.
 ///
 /// Returns the number of bytes read (> 0); **0 when nothing is available
 /// now** (`EAGAIN`, `EWOULDBLOCK`, `EINTR`, a connection still in progress,
-/// or a read hook with nothing yet); **-1 at end of stream or on a
-/// connection error**, and then the connection is closed gracefully (as by
-/// `sock_close`: queued data is still sent, then `reactor_on_close` is
-/// called). Uses the connection's `read` hook when set. Calls `sock_touch`
-/// when data was read.
+/// or a read hook with nothing yet); **-1 at end of stream (`errno` 0) or
+/// on a connection error (`errno` tells which)**, and then the connection is
+/// closed gracefully (as by `sock_close`: queued data is still sent, then
+/// `reactor_on_close` is called). Uses the connection's `read` hook when
+/// set. Calls `sock_touch` when data was read.
 ///
 /// `count` 0 behaves as in the original library, whose `read(fd, buf, 0)`
 /// answered 0, taken as end of stream: the connection is closed gracefully
-/// and -1 returned (`buf` may then be NULL; neither `read` nor the hook is
-/// called). Programs use it to drop a client whose input overflows their
+/// and -1 returned with `errno` 0 (`buf` may then be NULL; neither `read`
+/// nor the hook is called). Programs use it to drop a client whose input overflows their
 /// buffer.
 ///
 /// An invalid UUID gives -1 with `errno` `ENODEV`; a NULL `buf` with a
@@ -240,8 +247,15 @@ pub extern "C" fn sock_fd2uuid(fd: c_int) -> isize {
 /// `buf` must be NULL or point to `count` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t) -> ssize_t {
-    // SAFETY: the C caller guarantees `buf` holds `count` bytes.
-    guard(-1, || unsafe { io::read(uuid, buf, count) })
+    call(|| {
+        let buf: &mut [u8] = match count {
+            0 => &mut [],
+            _ if buf.is_null() => return Err(Errno::EINVAL),
+            // SAFETY: the C caller guarantees `buf` holds `count` bytes.
+            _ => unsafe { std::slice::from_raw_parts_mut(buf.cast(), count) },
+        };
+        io::read(uuid, buf).map(|n| n as ssize_t)
+    })
 }
 
 /// The function behind the `sock_write2` and `sock_write` macros: queues data
@@ -269,7 +283,16 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
 /// copied outside the pool.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
-    guard(-1, || ret(write::write(&options).map(|()| 0), -1))
+    // SAFETY: the C caller's promises about `options` (the buffer holds
+    // `length` bytes, or is a C string when `length` is 0).
+    call(|| {
+        write::write(
+            options.fduuid,
+            unsafe { payload(&options) }?,
+            options.is_urgent(),
+        )
+        .map(|()| 0)
+    })
 }
 
 /// Writes as much queued data as the kernel (or the write hook) takes now;
@@ -290,7 +313,7 @@ pub extern "C" fn sock_write2_fn(options: sock_write_info_s) -> ssize_t {
 /// now closed. Calls `sock_touch` when bytes were moved.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_flush(uuid: isize) -> ssize_t {
-    guard(-1, || ret(flush::flush(uuid).map(|()| 0), -1))
+    call(|| flush::flush(uuid).map(|()| 0))
 }
 
 /// Returns once everything queued on the connection was sent, or the
@@ -298,14 +321,14 @@ pub extern "C" fn sock_flush(uuid: isize) -> ssize_t {
 /// spinning. A peer that never reads blocks the caller until it goes away.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_flush_strong(uuid: isize) {
-    guard((), || flush::flush_strong(uuid))
+    answer(|| flush::flush_strong(uuid))
 }
 
 /// Calls `sock_flush` for every connection with queued data (skipping those
 /// another thread is busy with right now).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_flush_all() {
-    guard((), flush::flush_all)
+    answer(flush::flush_all)
 }
 
 /// Marks the connection for closing once all queued data is sent, and
@@ -316,7 +339,7 @@ pub extern "C" fn sock_flush_all() {
 /// to the peer. Invalid UUIDs are ignored.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_close(uuid: isize) {
-    guard((), || io::close(uuid))
+    answer(|| io::close(uuid))
 }
 
 /// Closes the connection now, dropping queued data: `shutdown`, then
@@ -331,7 +354,7 @@ pub extern "C" fn sock_close(uuid: isize) {
 /// thread is out (the fd number cannot be reused meanwhile).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_force_close(uuid: isize) {
-    guard((), || io::force_close(uuid))
+    answer(|| io::force_close(uuid))
 }
 
 /// Takes a packet from the pool: `length` 0, metadata zeroed, `buffer`
@@ -347,7 +370,7 @@ pub extern "C" fn sock_force_close(uuid: isize) {
 /// `sock_free_packet`, never `free`.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_checkout_packet() -> *mut sock_packet_s {
-    guard(std::ptr::null_mut(), io::checkout_packet)
+    call(io::checkout_packet)
 }
 
 /// Appends a packet (or a chain linked through `metadata.next`) to the
@@ -362,7 +385,7 @@ pub extern "C" fn sock_checkout_packet() -> *mut sock_packet_s {
 /// released, nothing after it is touched).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_send_packet(uuid: isize, packet: *mut sock_packet_s) -> ssize_t {
-    guard(-1, || ret(write::send_packet(uuid, packet).map(|()| 0), -1))
+    call(|| write::send_packet(uuid, packet).map(|()| 0))
 }
 
 /// Returns non-zero when the connection has data waiting to be sent (in its
@@ -370,7 +393,7 @@ pub extern "C" fn sock_send_packet(uuid: isize, packet: *mut sock_packet_s) -> s
 /// invalid UUIDs.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_packets_pending(uuid: isize) -> c_int {
-    guard(0, || c_int::from(io::pending(uuid)))
+    answer(|| c_int::from(io::pending(uuid)))
 }
 
 /// Returns 1 when the connection is marked for a graceful close
@@ -381,7 +404,7 @@ pub extern "C" fn sock_packets_pending(uuid: isize) -> c_int {
 /// its close_notify, so a plain `sock_close` ends the session properly.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_is_closing(uuid: isize) -> c_int {
-    guard(0, || c_int::from(io::is_closing(uuid)))
+    answer(|| c_int::from(io::is_closing(uuid)))
 }
 
 /// Releases a chain of packets that was never sent: for each packet, closes
@@ -391,14 +414,14 @@ pub extern "C" fn sock_is_closing(uuid: isize) -> c_int {
 /// the walk and is left alone.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_free_packet(packet: *mut sock_packet_s) {
-    guard((), || io::free_packet(packet))
+    answer(|| io::free_packet(packet))
 }
 
 /// Returns the connection's read/write hooks, or NULL when none are set or
 /// the UUID is invalid.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_rw_hook_get(uuid: isize) -> *mut sock_rw_hook_s {
-    guard(std::ptr::null_mut(), || io::hooks_get(uuid))
+    answer(|| io::hooks_get(uuid))
 }
 
 /// Sets the connection's read/write hooks (NULL clears them). The struct is
@@ -408,7 +431,7 @@ pub extern "C" fn sock_rw_hook_get(uuid: isize) -> *mut sock_rw_hook_s {
 /// Returns 0, or -1 with `errno` `ENODEV` for an invalid UUID.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_rw_hook_set(uuid: isize, rw_hooks: *mut sock_rw_hook_s) -> c_int {
-    guard(-1, || ret(io::hooks_set(uuid, rw_hooks).map(|()| 0), -1))
+    call(|| io::hooks_set(uuid, rw_hooks).map(|()| 0))
 }
 
 /// Sets the number of packets the pool may hand out (the bound of the
@@ -420,20 +443,19 @@ pub extern "C" fn sock_rw_hook_set(uuid: isize, rw_hooks: *mut sock_rw_hook_s) -
 /// Returns 0, or -1 with `errno` `EINVAL` when `packets` is 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_set_packet_pool_size(packets: size_t) -> c_int {
-    guard(-1, || {
+    call(|| {
         if packets == 0 {
-            sys::set_errno(Errno::EINVAL);
-            return -1;
+            return Err(Errno::EINVAL);
         }
         pool::set_limit(packets);
-        0
+        Ok(0)
     })
 }
 
 /// Returns the number of packets the pool may hand out.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_packet_pool_size() -> size_t {
-    guard(0, pool::limit)
+    answer(pool::limit)
 }
 
 /// Sets the time limit of a lingering close, in milliseconds; 0 turns
@@ -455,14 +477,14 @@ pub extern "C" fn sock_packet_pool_size() -> size_t {
 /// `sock_force_close` never lingers.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_set_linger_timeout(milliseconds: c_uint) {
-    guard((), || waker::set_linger_ms(milliseconds))
+    answer(|| waker::set_linger_ms(milliseconds))
 }
 
 /// Returns the time limit of a lingering close, in milliseconds (0: closes
 /// do not linger). An extension; see `sock_set_linger_timeout`.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_linger_timeout() -> c_uint {
-    guard(0, waker::linger_ms)
+    answer(waker::linger_ms)
 }
 
 /// Limits the bytes a connection may hold queued in memory: once it holds
@@ -478,7 +500,7 @@ pub extern "C" fn sock_linger_timeout() -> c_uint {
 /// Returns 0, or -1 with `errno` `ENODEV` for an invalid UUID.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_set_pending_limit(uuid: isize, bytes: size_t) -> c_int {
-    guard(-1, || ret(io::set_limit(uuid, bytes).map(|()| 0), -1))
+    call(|| io::set_limit(uuid, bytes).map(|()| 0))
 }
 
 /// Sets the limit of `sock_set_pending_limit` that connections registered
@@ -486,16 +508,14 @@ pub extern "C" fn sock_set_pending_limit(uuid: isize, bytes: size_t) -> c_int {
 /// already keep theirs. An extension.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_set_default_pending_limit(bytes: size_t) {
-    guard((), || {
-        table::DEFAULT_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed)
-    })
+    answer(|| table::DEFAULT_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Returns the bytes the connection holds queued in memory (not yet handed
 /// to the kernel; files not counted); 0 for invalid UUIDs. An extension.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_pending_bytes(uuid: isize) -> size_t {
-    guard(0, || io::pending_bytes(uuid))
+    answer(|| io::pending_bytes(uuid))
 }
 
 /// Writes the address of the connection's peer into `addr` (at most
@@ -515,16 +535,12 @@ pub unsafe extern "C" fn sock_peer_addr(
     addr: *mut libc::sockaddr,
     addrlen: *mut libc::socklen_t,
 ) -> c_int {
-    guard(-1, || {
+    call(|| {
         if addr.is_null() || addrlen.is_null() {
-            sys::set_errno(Errno::EINVAL);
-            return -1;
+            return Err(Errno::EINVAL);
         }
         // SAFETY: non-NULL pointers, valid as the caller promised.
-        ret(
-            unsafe { io::peer_addr(uuid, addr, addrlen) }.map(|()| 0),
-            -1,
-        )
+        unsafe { io::peer_addr(uuid, addr, addrlen) }.map(|()| 0)
     })
 }
 
@@ -544,7 +560,7 @@ pub unsafe extern "C" fn sock_peer_addr(
 /// `EAGAIN` while data is queued.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_hijack(uuid: isize) -> c_int {
-    guard(-1, || ret(io::hijack(uuid), -1))
+    call(|| io::hijack(uuid))
 }
 
 /// Registers `callback` to be called instead of `reactor_on_close` (NULL
@@ -552,7 +568,7 @@ pub extern "C" fn sock_hijack(uuid: isize) -> c_int {
 /// effect at once for every later close; safe from any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_register_on_close(callback: Option<unsafe extern "C" fn(uuid: isize)>) {
-    callbacks::register_on_close(callback)
+    answer(|| callbacks::register_on_close(callback))
 }
 
 /// Registers `callback` to be called instead of `reactor_remove` (NULL
@@ -561,14 +577,14 @@ pub extern "C" fn sock_register_on_close(callback: Option<unsafe extern "C" fn(u
 pub extern "C" fn sock_register_remove(
     callback: Option<unsafe extern "C" fn(uuid: isize) -> c_int>,
 ) {
-    callbacks::register_remove(callback)
+    answer(|| callbacks::register_remove(callback))
 }
 
 /// Registers `callback` to be called instead of `sock_touch` when data moved
 /// (NULL restores the symbol).
 #[unsafe(no_mangle)]
 pub extern "C" fn sock_register_touch(callback: Option<unsafe extern "C" fn(uuid: isize)>) {
-    callbacks::register_touch(callback)
+    answer(|| callbacks::register_touch(callback))
 }
 
 /// Registers `callback` to be called instead of `async_run` when a flush can
@@ -578,5 +594,5 @@ pub extern "C" fn sock_register_touch(callback: Option<unsafe extern "C" fn(uuid
 pub extern "C" fn sock_register_async_run(
     callback: Option<unsafe extern "C" fn(task: TaskFn, arg: *mut c_void) -> c_int>,
 ) {
-    callbacks::register_async(callback)
+    answer(|| callbacks::register_async(callback))
 }

@@ -6,9 +6,9 @@
 
 use std::os::fd::RawFd;
 
-use libc::c_void;
 use nix::errno::Errno;
 
+use crate::boundary::END_OF_STREAM;
 use crate::callbacks;
 use crate::flush::{self, make_progress};
 use crate::pool;
@@ -53,26 +53,26 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
     Ok(id)
 }
 
-/// `sock_read`.
-///
-/// # Safety
-/// `buf` must be NULL or valid for `count` bytes of writes.
-pub unsafe fn read(id: isize, buf: *mut c_void, count: usize) -> isize {
-    let Some(l) = table::lock(id) else {
-        sys::set_errno(Errno::ENODEV);
-        return -1;
-    };
-    if count == 0 {
-        // The original called `read(fd, buf, 0)`, got 0 and took it as end
-        // of stream; programs rely on that to drop a client whose input
-        // overflows their buffer. Same outcome, without the system call.
+/// `sock_accept`: accepts one pending connection on the listener `id`.
+pub fn accept(id: isize) -> Result<RawFd, Errno> {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    // Held across accept so the listening fd cannot be closed (and its
+    // number reused) meanwhile; accept on a non-blocking socket does not
+    // block.
+    sys::accept(l.fd)
+}
+
+/// `sock_read`: bytes read (> 0), 0 when nothing is there now; an error
+/// (`END_OF_STREAM` at the end of the stream) once the connection closed.
+/// An empty `buf` is taken as the end of the stream, as the original's
+/// `read(fd, buf, 0)` answering 0 was: programs rely on it to drop a client
+/// whose input overflows their buffer.
+pub fn read(id: isize, buf: &mut [u8]) -> Result<usize, Errno> {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    if buf.is_empty() {
         drop(l);
         close(id);
-        return -1;
-    }
-    if buf.is_null() {
-        sys::set_errno(Errno::EINVAL);
-        return -1;
+        return Err(END_OF_STREAM);
     }
     let hook = l.conn.hooks().and_then(|h| h.read);
     let fd = l.fd;
@@ -83,33 +83,29 @@ pub unsafe fn read(id: isize, buf: *mut c_void, count: usize) -> isize {
             sys::block_sigpipe();
             // SAFETY: the program's hook, given the caller's buffer, no lock
             // held.
-            let n = unsafe { read(id, buf, count) };
+            let n = unsafe { read(id, buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
                 sys::consume_sigpipe();
             }
-            n
+            Errno::result(n)
         }
-        // SAFETY: the C caller guarantees `buf` holds `count` bytes.
-        None => unsafe { sys::read(fd, buf, count) },
+        None => sys::read(fd, buf),
     };
-    let err = Errno::last();
     let (c, closes) = pinned.relock();
     drop(c);
     closes.into_iter().for_each(table::finish);
-    if n > 0 {
-        callbacks::touch(id);
-        return n;
+    match n {
+        Ok(n) if n > 0 => {
+            callbacks::touch(id);
+            Ok(n as usize)
+        }
+        Err(Errno::EAGAIN | Errno::EINTR | Errno::ENOTCONN) => Ok(0),
+        // End of stream, or a connection error: close gracefully.
+        end => {
+            close(id);
+            Err(end.err().unwrap_or(END_OF_STREAM))
+        }
     }
-    if n < 0 && matches!(err, Errno::EAGAIN | Errno::EINTR | Errno::ENOTCONN) {
-        err.set();
-        return 0;
-    }
-    // End of stream, or a connection error: close gracefully.
-    close(id);
-    if n < 0 {
-        err.set();
-    }
-    -1
 }
 
 /// `sock_close`: close once everything queued is sent.
@@ -207,16 +203,12 @@ pub fn fd2uuid(fd: RawFd) -> isize {
         .unwrap_or(uuid::INVALID)
 }
 
-/// `sock_checkout_packet`: NULL (`ENOMEM`) when only the calling thread
-/// could free a packet.
-pub fn checkout_packet() -> *mut sock_packet_s {
-    match pool::checkout(make_progress) {
-        Some(p) => p.as_ptr().cast(),
-        None => {
-            sys::set_errno(Errno::ENOMEM);
-            std::ptr::null_mut()
-        }
-    }
+/// `sock_checkout_packet`: `ENOMEM` when only the calling thread could
+/// free a packet.
+pub fn checkout_packet() -> Result<*mut sock_packet_s, Errno> {
+    pool::checkout(make_progress)
+        .map(|p| p.as_ptr().cast())
+        .ok_or(Errno::ENOMEM)
 }
 
 /// `sock_free_packet`.

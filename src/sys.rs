@@ -8,16 +8,11 @@ use std::ffi::CStr;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{BorrowedFd, RawFd};
 
-use libc::{c_int, c_void, iovec, off_t};
+use libc::{c_int, iovec, off_t};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-
-/// Sets `errno` for the calling thread.
-pub fn set_errno(e: Errno) {
-    e.set();
-}
 
 /// Borrows a raw fd for a nix call.
 ///
@@ -29,27 +24,14 @@ fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// Sets `O_NONBLOCK` on `fd`. Returns `fcntl`'s result: -1 on error (errno set).
-pub fn set_non_block(fd: RawFd) -> c_int {
+/// Sets `O_NONBLOCK` on `fd`; `fcntl`'s result.
+pub fn set_non_block(fd: RawFd) -> Result<c_int, Errno> {
     if fd < 0 {
-        set_errno(Errno::EBADF);
-        return -1;
+        return Err(Errno::EBADF);
     }
     let fd = borrow(fd);
-    let flags = match fcntl(fd, FcntlArg::F_GETFL) {
-        Ok(f) => OFlag::from_bits_retain(f),
-        Err(e) => {
-            set_errno(e);
-            return -1;
-        }
-    };
-    match fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)) {
-        Ok(r) => r,
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
-    }
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))
 }
 
 /// True when `fd` is an open file descriptor of this process.
@@ -178,13 +160,10 @@ pub unsafe fn peer_name(
     Errno::result(unsafe { libc::getpeername(fd, addr, addrlen) }).map(drop)
 }
 
-/// `read` into caller memory. Returns the system call's result.
-///
-/// # Safety
-/// `buf` must be valid for `count` bytes of writes.
-pub unsafe fn read(fd: RawFd, buf: *mut c_void, count: usize) -> isize {
-    // SAFETY: the caller guarantees the buffer.
-    unsafe { libc::read(fd, buf, count) }
+/// `read` into `buf`: the bytes read (0 at end of stream).
+pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<isize, Errno> {
+    // SAFETY: `buf` is a valid exclusive slice for its length.
+    Errno::result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// Gathers `iov` into `fd`: `sendmsg(MSG_NOSIGNAL)` on sockets (so a vanished

@@ -18,7 +18,7 @@ use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::SendState;
 use crate::sys;
 use crate::table::{self, CloseKind, Locked, close_locked};
-use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s, sock_write_info_s};
+use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s};
 
 /// Waits while another write streams into the connection.
 fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
@@ -266,56 +266,50 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `sock_write2_fn`.
-pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
-    // With `move` or `is_fd`, the buffer or file is ours from here, even when
-    // the call fails: `owned` releases it on every early return.
-    let fd = o.buffer as isize;
-    let owned = if o.is_fd() {
-        if fd < 0 || fd > i32::MAX as isize || !sys::fd_is_open(fd as RawFd) {
-            return Err(Errno::EBADF);
-        }
-        Some(Owner::CloseFd(fd as RawFd))
-    } else if o.buffer.is_null() {
-        return Err(Errno::EINVAL);
-    } else if o.is_move() {
-        Some(Owner::Malloc(o.buffer as *mut c_void))
-    } else {
-        None
-    };
-    let mut length = o.length;
-    if length == 0 && !o.is_fd() {
-        // SAFETY: a non-fd buffer with length 0 is a C string by contract.
-        length = unsafe { libc::strlen(o.buffer.cast()) };
-    }
-    // A file's length 0 means "to end of file", as for an `is_fd` packet.
-    if (length == 0 && !o.is_fd()) || (o.is_fd() && o.offset < 0) {
-        drop(owned);
-        return Err(Errno::EINVAL);
-    }
-    let Some(l) = table::lock(o.fduuid) else {
-        drop(owned);
-        return Err(Errno::ENODEV);
-    };
+/// What a `sock_write2` hands over, checked by the C surface.
+pub enum Payload<'a> {
+    /// Bytes the caller keeps: sent at once, or copied.
+    Borrowed(&'a [u8]),
+    /// `len` bytes at `ptr` that the library owns from now (`move`),
+    /// released by `owner` when sent or dropped.
+    Owned {
+        owner: Owner,
+        ptr: *const u8,
+        len: usize,
+    },
+    /// A window of a file the library owns from now (`is_fd`): from
+    /// `offset`, at most `length` bytes (`u64::MAX`: to its end).
+    File {
+        owner: Owner,
+        fd: RawFd,
+        offset: libc::off_t,
+        length: u64,
+    },
+}
+
+/// `sock_write2_fn`: queues `payload` on the connection `id` and flushes.
+/// What the payload owns is released on every failure.
+pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
     if l.conn.listening {
-        drop(l);
-        drop(owned);
         return Err(Errno::ENOTCONN);
     }
     if l.conn.over_limit() {
-        drop(l);
-        drop(owned);
         return Err(Errno::ENOBUFS);
     }
-    let urgent = o.is_urgent();
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
-    let entry = match owned {
-        Some(owner) if o.is_fd() => Entry::new(
+    let entry = match payload {
+        Payload::File {
+            owner,
+            fd,
+            offset,
+            length,
+        } => Entry::new(
             Body::File(FileBody {
-                fd: fd as RawFd,
-                offset: o.offset,
-                remaining: if length == 0 { u64::MAX } else { length as u64 },
+                fd,
+                offset,
+                remaining: length,
                 no_sendfile: false,
                 stage: None,
                 eof: false,
@@ -323,37 +317,26 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
             owner,
             interruptible,
         ),
-        Some(owner) => Entry::new(
-            Body::Mem {
-                ptr: o.buffer.cast(),
-                len: length,
-                sent: 0,
-            },
-            owner,
-            interruptible,
-        ),
-        None => {
-            // SAFETY: the caller guarantees `length` readable bytes.
-            let data = unsafe { std::slice::from_raw_parts(o.buffer.cast::<u8>(), length) };
-            if urgent || l.conn.streaming_here() {
-                // Urgent data, or a write from inside this thread's own
-                // large write: a heap copy that never waits for the pool.
-                let copy: Box<[u8]> = data.into();
-                Entry::new(
-                    Body::Mem {
-                        ptr: copy.as_ptr(),
-                        len: copy.len(),
-                        sent: 0,
-                    },
-                    Owner::Heap(copy),
-                    interruptible,
-                )
-            } else {
-                return write_copy(l, o.fduuid, data);
-            }
+        Payload::Owned { owner, ptr, len } => {
+            Entry::new(Body::Mem { ptr, len, sent: 0 }, owner, interruptible)
         }
+        Payload::Borrowed(data) if urgent || l.conn.streaming_here() => {
+            // Urgent data, or a write from inside this thread's own large
+            // write: a heap copy that never waits for the pool.
+            let copy: Box<[u8]> = data.into();
+            Entry::new(
+                Body::Mem {
+                    ptr: copy.as_ptr(),
+                    len: copy.len(),
+                    sent: 0,
+                },
+                Owner::Heap(copy),
+                interruptible,
+            )
+        }
+        Payload::Borrowed(data) => return write_copy(l, id, data),
     };
-    enqueue_and_flush(l, o.fduuid, vec![entry], urgent)
+    enqueue_and_flush(l, id, vec![entry], urgent)
 }
 
 /// `sock_send_packet`: the chain is ours from here, even on failure.
