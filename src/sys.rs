@@ -14,6 +14,27 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
+/// A libc system call's result as a `Result`: -1 means `errno` (mio's
+/// `syscall!`). The call site states why the call is sound.
+macro_rules! syscall {
+    ($name:ident($($arg:expr),* $(,)?)) => {{
+        #[allow(unused_unsafe)]
+        let r = unsafe { libc::$name($($arg),*) };
+        Errno::result(r)
+    }};
+}
+
+/// Runs `call` again while it fails with `EINTR`: for system calls whose
+/// interruption means nothing to the caller.
+fn retry_eintr<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Borrows a raw fd for a nix call.
 ///
 /// The library only calls this with fds it was handed and still tracks; a
@@ -41,11 +62,9 @@ pub fn fd_is_open(fd: RawFd) -> bool {
 
 /// True when `fd` is a socket (so `MSG_NOSIGNAL` sends work on it).
 pub fn is_socket(fd: RawFd) -> bool {
-    // SAFETY: fstat writes into the zeroed struct we own; fd is only read.
-    unsafe {
-        let mut st: libc::stat = zeroed();
-        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
-    }
+    // SAFETY: a zeroed stat is a valid value; fstat writes into it.
+    let mut st: libc::stat = unsafe { zeroed() };
+    syscall!(fstat(fd, &mut st)).is_ok() && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
 }
 
 /// True when the socket `fd` is listening for connections (`SO_ACCEPTCONN`).
@@ -53,16 +72,14 @@ pub fn is_listening(fd: RawFd) -> bool {
     let mut v: c_int = 0;
     let mut len = size_of::<c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `v`, which we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut v as *mut c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && v != 0
+    let rc = syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ACCEPTCONN,
+        (&mut v as *mut c_int).cast(),
+        &mut len,
+    ));
+    rc.is_ok() && v != 0
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit where allowed and
@@ -82,17 +99,13 @@ pub fn raise_fd_limit() -> u64 {
 /// `close`, retried on nothing: on Linux the fd is released even on EINTR.
 pub fn close(fd: RawFd) {
     // SAFETY: closing a number we own; an already-closed number gives EBADF.
-    unsafe {
-        libc::close(fd);
-    }
+    let _ = syscall!(close(fd));
 }
 
 /// `shutdown(fd, SHUT_RDWR)`; errors (not a socket, not connected) ignored.
 pub fn shutdown(fd: RawFd) {
     // SAFETY: plain system call on a number; errors are harmless here.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
+    let _ = syscall!(shutdown(fd, libc::SHUT_RDWR));
 }
 
 /// What [`discard_input`] found.
@@ -121,17 +134,20 @@ pub fn discard_input(fd: RawFd) -> Drained {
             break Drained::Sending;
         }
         // SAFETY: `buf` is ours and valid for `buf.len()` bytes of writes.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n > 0 {
-            rounds += 1;
-            continue;
-        }
-        match (n, Errno::last()) {
-            (0, _) => break Drained::Ended,
-            (_, Errno::EINTR) => continue,
-            (_, Errno::EAGAIN) if rounds == 0 => break Drained::Quiet,
-            (_, Errno::EAGAIN) => break Drained::Sending,
-            _ => break Drained::Ended,
+        let n = retry_eintr(|| {
+            syscall!(recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT
+            ))
+        });
+        match n {
+            Ok(0) => break Drained::Ended,
+            Ok(_) => rounds += 1,
+            Err(Errno::EAGAIN) if rounds == 0 => break Drained::Quiet,
+            Err(Errno::EAGAIN) => break Drained::Sending,
+            Err(_) => break Drained::Ended,
         }
     };
     Errno::set_raw(saved);
@@ -142,9 +158,7 @@ pub fn discard_input(fd: RawFd) -> Drained {
 /// sent; errors ignored.
 pub fn shutdown_write(fd: RawFd) {
     // SAFETY: plain system call on a number; errors are harmless here.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_WR);
-    }
+    let _ = syscall!(shutdown(fd, libc::SHUT_WR));
 }
 
 /// `getpeername`.
@@ -157,84 +171,59 @@ pub unsafe fn peer_name(
     addrlen: *mut libc::socklen_t,
 ) -> Result<(), Errno> {
     // SAFETY: forwarded from the caller.
-    Errno::result(unsafe { libc::getpeername(fd, addr, addrlen) }).map(drop)
+    syscall!(getpeername(fd, addr, addrlen)).map(drop)
 }
 
 /// `read` into `buf`: the bytes read (0 at end of stream).
 pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<isize, Errno> {
     // SAFETY: `buf` is a valid exclusive slice for its length.
-    Errno::result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    syscall!(read(fd, buf.as_mut_ptr().cast(), buf.len()))
 }
 
 /// Gathers `iov` into `fd`: `sendmsg(MSG_NOSIGNAL)` on sockets (so a vanished
-/// peer gives `EPIPE`, not `SIGPIPE`), `writev` otherwise (the caller holds a
-/// [`block_sigpipe`] for those).
+/// peer gives `EPIPE`, not `SIGPIPE`), `writev` otherwise (the caller has
+/// called [`block_sigpipe`] for those). Returns the bytes taken.
 ///
 /// # Safety
 /// Every iovec must describe readable memory.
-pub unsafe fn write_vectored(fd: RawFd, iov: &[iovec], socket: bool) -> isize {
-    let count = iov.len().min(libc::UIO_MAXIOV as usize);
-    loop {
-        // SAFETY: forwarded from the caller.
-        let n = unsafe { write_vectored_once(fd, &iov[..count], socket) };
-        if n >= 0 || Errno::last() != Errno::EINTR {
-            return n;
-        }
-    }
-}
-
-/// # Safety
-/// As [`write_vectored`].
-unsafe fn write_vectored_once(fd: RawFd, iov: &[iovec], socket: bool) -> isize {
-    let count = iov.len();
-    if let [one] = iov {
-        // One buffer: `send`/`write` are lighter in the kernel than the
-        // vectored calls.
-        // SAFETY: the caller guarantees the iovec.
-        return unsafe {
-            if socket {
-                libc::send(fd, one.iov_base, one.iov_len, libc::MSG_NOSIGNAL)
-            } else {
-                libc::write(fd, one.iov_base, one.iov_len)
+pub unsafe fn write_vectored(fd: RawFd, iov: &[iovec], socket: bool) -> Result<usize, Errno> {
+    let iov = &iov[..iov.len().min(libc::UIO_MAXIOV as usize)];
+    retry_eintr(|| {
+        let n = match iov {
+            // One buffer: `send`/`write` are lighter in the kernel than the
+            // vectored calls.
+            // SAFETY (all three): the caller guarantees the iovecs; the
+            // msghdr is zeroed, then pointed at them for the call.
+            [one] if socket => syscall!(send(fd, one.iov_base, one.iov_len, libc::MSG_NOSIGNAL)),
+            [one] => syscall!(write(fd, one.iov_base, one.iov_len)),
+            _ if socket => {
+                let mut msg: libc::msghdr = unsafe { zeroed() };
+                msg.msg_iov = iov.as_ptr().cast_mut();
+                msg.msg_iovlen = iov.len() as _;
+                syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))
             }
+            _ => syscall!(writev(fd, iov.as_ptr(), iov.len() as c_int)),
         };
-    }
-    if socket {
-        // SAFETY: msghdr is zeroed then pointed at the caller's iovecs, which
-        // stay alive for the call.
-        unsafe {
-            let mut msg: libc::msghdr = zeroed();
-            msg.msg_iov = iov.as_ptr() as *mut iovec;
-            msg.msg_iovlen = count as _;
-            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
-        }
-    } else {
-        // SAFETY: the caller guarantees the iovecs.
-        unsafe { libc::writev(fd, iov.as_ptr(), count as c_int) }
-    }
+        n.map(|n| n as usize)
+    })
 }
 
 /// `sendfile` from `file` at `*offset` (advanced by the bytes sent).
-pub fn sendfile(out: RawFd, file: RawFd, offset: &mut off_t, count: usize) -> isize {
-    loop {
-        // SAFETY: `offset` is a valid exclusive reference for the call.
-        let n = unsafe { libc::sendfile(out, file, offset, count) };
-        if n >= 0 || Errno::last() != Errno::EINTR {
-            return n;
-        }
-    }
+pub fn sendfile(out: RawFd, file: RawFd, offset: &mut off_t, count: usize) -> Result<usize, Errno> {
+    // SAFETY: `offset` is a valid exclusive reference for the call.
+    retry_eintr(|| syscall!(sendfile(out, file, &mut *offset, count)).map(|n| n as usize))
 }
 
 /// Reads up to `buf.len()` bytes of `file` at `offset`; falls back to a plain
 /// `read` for files that cannot seek (pipes), which then must be sent whole.
-pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> isize {
+pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> Result<usize, Errno> {
+    let (ptr, len) = (buf.as_mut_ptr().cast(), buf.len());
     // SAFETY: `buf` is a valid exclusive slice for its length.
-    let n = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), buf.len(), offset) };
-    if n < 0 && Errno::last() == Errno::ESPIPE {
-        // SAFETY: as above.
-        return unsafe { libc::read(file, buf.as_mut_ptr().cast(), buf.len()) };
-    }
-    n
+    retry_eintr(|| match syscall!(pread(file, ptr, len, offset)) {
+        Err(Errno::ESPIPE) => syscall!(read(file, ptr, len)),
+        r => r,
+    })
+    .map(|n| n as usize)
 }
 
 /// True when `fd` reports an error or hang-up (e.g. its peer reset the
@@ -460,14 +449,11 @@ fn with_numeric_address<T>(
 /// A new non-blocking, close-on-exec stream socket.
 fn stream_socket(family: c_int) -> Result<RawFd, Errno> {
     // SAFETY: plain system call.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+    syscall!(socket(
+        family,
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0,
+    ))
 }
 
 fn sock_call(rc: c_int, fd: RawFd) -> Result<(), Errno> {
@@ -506,10 +492,9 @@ fn unix_address(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Err
 fn unix_socket_is_stale(addr: &libc::sockaddr_un, len: libc::socklen_t) -> Result<bool, Errno> {
     let fd = stream_socket(libc::AF_UNIX)?;
     // SAFETY: addr/len describe a valid sockaddr_un owned by the caller.
-    let rc = unsafe { libc::connect(fd, (addr as *const libc::sockaddr_un).cast(), len) };
-    let err = Errno::last();
+    let rc = syscall!(connect(fd, (addr as *const libc::sockaddr_un).cast(), len));
     close(fd);
-    Ok(rc != 0 && matches!(err, Errno::ECONNREFUSED | Errno::ENOENT))
+    Ok(matches!(rc, Err(Errno::ECONNREFUSED | Errno::ENOENT)))
 }
 
 /// A listening TCP socket on the address `ai` describes. With `dual_stack`,
@@ -605,13 +590,12 @@ pub fn listen(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errn
 pub fn connect(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Errno> {
     fn start(fd: RawFd, addr: *const libc::sockaddr, len: libc::socklen_t) -> Result<RawFd, Errno> {
         // SAFETY: addr/len describe a valid socket address owned by the caller.
-        let rc = unsafe { libc::connect(fd, addr, len) };
-        if rc == 0 || Errno::last() == Errno::EINPROGRESS {
-            Ok(fd)
-        } else {
-            let e = Errno::last();
-            close(fd);
-            Err(e)
+        match syscall!(connect(fd, addr, len)) {
+            Ok(_) | Err(Errno::EINPROGRESS) => Ok(fd),
+            Err(e) => {
+                close(fd);
+                Err(e)
+            }
         }
     }
     match port {
@@ -633,13 +617,10 @@ pub fn connect(address: Option<&CStr>, port: Option<&CStr>) -> Result<RawFd, Err
 /// Accepts one pending connection as a non-blocking, close-on-exec fd.
 pub fn accept(listener: RawFd) -> Result<RawFd, Errno> {
     // SAFETY: NULL address arguments are allowed by accept4.
-    let fd = unsafe {
-        libc::accept4(
-            listener,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    };
-    if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+    syscall!(accept4(
+        listener,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+    ))
 }

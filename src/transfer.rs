@@ -114,15 +114,18 @@ impl Sink {
 /// Accounts for a system call that wrote `n` of `wanted` bytes straight to
 /// the fd (`EINTR` was retried below): a short count or `EAGAIN` is a
 /// refusal. Returns the bytes taken, `None` when it took nothing more.
-fn took_direct(n: isize, wanted: usize, t: &mut Transfer) -> Option<usize> {
-    if n < 0 {
-        match Errno::last() {
-            Errno::EAGAIN => t.refused = true,
-            e => t.failed = Some(e),
+fn took_direct(n: Result<usize, Errno>, wanted: usize, t: &mut Transfer) -> Option<usize> {
+    let n = match n {
+        Ok(n) => n,
+        Err(Errno::EAGAIN) => {
+            t.refused = true;
+            return None;
         }
-        return None;
-    }
-    let n = n as usize;
+        Err(e) => {
+            t.failed = Some(e);
+            return None;
+        }
+    };
     t.moved += n;
     if n < wanted {
         t.refused = true;
@@ -252,31 +255,32 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
                 f.eof = true;
                 return;
             }
-            let sent = sys::sendfile(sink.fd, f.fd, &mut f.offset, want);
-            if sent > 0 {
-                f.remaining -= sent as u64;
-                t.moved += sent as usize;
-                continue;
-            }
-            if sent == 0 {
-                f.eof = true;
-                return;
-            }
-            match Errno::last() {
-                Errno::EAGAIN => {
+            match sys::sendfile(sink.fd, f.fd, &mut f.offset, want) {
+                Ok(0) => {
+                    f.eof = true;
+                    return;
+                }
+                Ok(sent) => {
+                    f.remaining -= sent as u64;
+                    t.moved += sent;
+                    continue;
+                }
+                Err(Errno::EAGAIN) => {
                     t.refused = true;
                     return;
                 }
                 // The file (or this kernel) cannot do sendfile: read and write.
-                Errno::EINVAL
-                | Errno::ENOSYS
-                | Errno::EOPNOTSUPP
-                | Errno::ESPIPE
-                | Errno::EOVERFLOW => {
+                Err(
+                    Errno::EINVAL
+                    | Errno::ENOSYS
+                    | Errno::EOPNOTSUPP
+                    | Errno::ESPIPE
+                    | Errno::EOVERFLOW,
+                ) => {
                     f.no_sendfile = true;
                     continue;
                 }
-                e => {
+                Err(e) => {
                     t.failed = Some(e);
                     return;
                 }
@@ -293,26 +297,25 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
                 f.eof = true;
                 return;
             }
-            let got = sys::pread(f.fd, &mut stage.buf[..want], f.offset);
-            if got < 0 {
-                if Errno::last() == Errno::EINTR {
-                    continue;
+            let got = match sys::pread(f.fd, &mut stage.buf[..want], f.offset) {
+                Ok(0) => {
+                    f.eof = true;
+                    return;
                 }
-                if Errno::last() == Errno::EAGAIN {
+                Ok(got) => got,
+                Err(Errno::EAGAIN) => {
                     // The source has nothing yet (an empty pipe): the
                     // socket is not full, so no EPOLLOUT will come.
                     t.stalled = Some(Stall::Source(f.fd));
                     return;
                 }
-                t.failed = Some(Errno::last());
-                return;
-            }
-            if got == 0 {
-                f.eof = true;
-                return;
-            }
+                Err(e) => {
+                    t.failed = Some(e);
+                    return;
+                }
+            };
             stage.start = 0;
-            stage.end = got as usize;
+            stage.end = got;
             f.offset += got as libc::off_t;
             f.remaining -= got as u64;
         }

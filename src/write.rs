@@ -205,20 +205,13 @@ fn send_now(l: &mut Locked, data: &[u8]) -> Result<Option<usize>, Errno> {
     // The slot lock is held: the fd cannot be closed meanwhile, and the call
     // does not block (the socket is non-blocking).
     // SAFETY: the iovec describes the caller's buffer.
-    let n = unsafe { sys::write_vectored(l.fd, &iov, true) };
-    if n >= 0 {
-        let n = n as usize;
-        // A short write means the socket is full now.
-        c.send.sent_inline(n < data.len());
-        return Ok(Some(n));
-    }
-    match Errno::last() {
-        Errno::EAGAIN => {
-            c.send.sent_inline(true);
-            Ok(Some(0))
-        }
-        e => Err(e),
-    }
+    let n = match unsafe { sys::write_vectored(l.fd, &iov, true) } {
+        Err(Errno::EAGAIN) => 0,
+        n => n?,
+    };
+    // A short write means the socket is full now.
+    c.send.sent_inline(n < data.len());
+    Ok(Some(n))
 }
 
 /// The common `sock_write`: bytes the caller keeps. Sent at once when the
