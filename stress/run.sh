@@ -2,10 +2,14 @@
 # Builds and runs the reliability programs of stress/ (issue 6).
 #
 #   stress/run.sh quick     what `make test` runs (tests.d/40-reliability.sh):
-#                           regressions, faults, a short stress and fuzz run,
-#                           and short runs of the same under ASan/UBSan,
-#                           valgrind memcheck and DRD (about 2-3 minutes)
-#   stress/run.sh stress    long stress runs (several seeds) and many fuzz seeds
+#                           regressions, faults, a short stress, fuzz and
+#                           liveness run, and short runs of the same under
+#                           ASan/UBSan, valgrind memcheck and DRD (about 2-3
+#                           minutes)
+#   stress/run.sh stress    long stress runs (several seeds), many fuzz seeds,
+#                           minutes of the liveness harness
+#   stress/run.sh liveness  only the liveness harness (stress/liveness.c), as
+#                           quick runs it, and its control
 #   stress/run.sh valgrind  the C harness (c-tests/run.sh, VALGRIND=1) and the
 #                           stress programs under memcheck
 #   stress/run.sh threads   DRD on the stress programs and selected c-tests
@@ -21,7 +25,8 @@
 # cannot change the library under a running test.
 #
 # Environment: STRESS_SEED (default: 1), STRESS_SECONDS, FUZZ_SEEDS, FUZZ_OPS,
-# RL_OUT (default build/reliability), CC (default cc).
+# LIVENESS_SECONDS (the quick run's per liveness profile: 1), RL_OUT
+# (default build/reliability), CC (default cc).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 root=$PWD
@@ -62,7 +67,9 @@ ln -sf "$soname" "$OUT/lib/libsock.so"
 cp -f build/lib/libsock.a "$OUT/lib/.libsock.a.new" && mv -f "$OUT/lib/.libsock.a.new" "$OUT/lib/libsock.a"
 LIB=$OUT/lib
 
-# build <variant> <prog>: variant shared | static | asan | asan-static
+# build <variant> <prog>: variant shared | static | asan | asan-static, or
+# control | inline (liveness.c: shared, built with -DLIVENESS_CONTROL or
+# -DLIVENESS_INLINE)
 build() {
   local variant=$1 prog=$2 src bin flags=() libs=()
   src=stress/$prog.c
@@ -70,6 +77,10 @@ build() {
   [[ $variant == shared ]] && bin=$OUT/bin/$prog
   case $variant in
     shared) libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
+    control | inline)
+      flags=("-DLIVENESS_${variant^^}")
+      libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB")
+      ;;
     static) libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
     asan) flags=("${SAN[@]}"); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
     asan-static) flags=("${SAN[@]}"); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
@@ -156,10 +167,30 @@ native() { # the programs as they are, linked with the shared library
     $(sed -n 's/^    {\([0-9]*\), .*/regress_seed_\1/p' stress/fuzz.c)
 }
 
+# liveness <seconds per profile> [static profiles]: the event-loop liveness
+# harness (stress/liveness.c), shared (every profile) and static (the ones
+# named; default all), and its control: a reactor that drops the EPOLLOUT
+# flushes of one connection must make the watchdog fail the run and name
+# that connection.
+liveness() {
+  local secs=$1 static_profiles=${2:-} hto
+  hto=$((${secs%.*} * 4 + 60)) # each profile's watchdog (harness.h)
+  build shared liveness && build static liveness && build control liveness ||
+    return
+  run liveness 300 env HARNESS_TIMEOUT=$hto LIVENESS_SECONDS="$secs" \
+    "$OUT/bin/liveness"
+  run liveness-static 300 env HARNESS_TIMEOUT=$hto LIVENESS_SECONDS="$secs" \
+    "$OUT/bin/liveness-static" $static_profiles
+  control "control: the liveness watchdog reports a dropped wake-up" \
+    "LIVENESS STALL \[control victim\]" env LIVENESS_SECONDS=1 \
+    "$OUT/bin/liveness-control"
+}
+
 asan_progs() { # the programs under ASan/UBSan
   local secs=$1 seeds=$2
   for p in "${PROGS[@]}"; do build asan "$p" || return; done
   build asan-static stress || return
+  build asan liveness || return
   control "control: ASan reports a deliberate leak" "LeakSanitizer" \
     env STRESS_CONTROLS=1 "$OUT/bin/stress-asan" control_leak
   run regress-asan 300 "$OUT/bin/regress-asan"
@@ -168,6 +199,8 @@ asan_progs() { # the programs under ASan/UBSan
   run stress-asan-static 300 env STRESS_SECONDS="$secs" STRESS_THREADS=3 \
     "$OUT/bin/stress-asan-static" mixed
   run fuzz-asan 600 env FUZZ_SEEDS="$seeds" "$OUT/bin/fuzz-asan"
+  # short, whatever the mode: what ASan adds is the check of every access
+  run liveness-asan 300 env LIVENESS_SECONDS=1 "$OUT/bin/liveness-asan"
 }
 
 memcheck_progs() { # the programs under valgrind memcheck
@@ -253,6 +286,7 @@ ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
 
 mode_quick() {
   native 5 "1 2 3 4" 3000
+  liveness "${LIVENESS_SECONDS:-1}" "mixed hooks"
   asan_progs 3 "1 2"
   memcheck_progs 4 "1" 1500 "peer_reset_tcp_writes signal_flood pool_exhausted_peer_never_reads_force_close file_truncated_while_sendfile hooks_eagain_and_partial_writes_lose_nothing hook_write_failure_closes_once"
   drd_progs 4 mixed
@@ -263,6 +297,19 @@ mode_stress() {
   for s in 2 3; do
     STRESS_SEED=$s run "stress-seed$s" 900 env STRESS_SECONDS=30 "$OUT/bin/stress"
   done
+  # the liveness harness for minutes: 3 seeds x 4 profiles x 15 s, the
+  # static build and the caller without a task pool (inline flushes) too
+  liveness 15
+  build inline liveness || return
+  for s in 2 3; do
+    STRESS_SEED=$s run "liveness-seed$s" 600 env HARNESS_TIMEOUT=120 \
+      LIVENESS_SECONDS=15 "$OUT/bin/liveness"
+  done
+  run liveness-inline 600 env HARNESS_TIMEOUT=120 LIVENESS_SECONDS=10 \
+    "$OUT/bin/liveness-inline"
+}
+mode_liveness() {
+  liveness "${LIVENESS_SECONDS:-1}" "mixed hooks"
 }
 mode_valgrind() {
   ctests_valgrind
@@ -278,10 +325,10 @@ mode_asan() {
 }
 
 case $mode in
-  quick | stress | valgrind | threads | asan) "mode_$mode" ;;
+  quick | stress | valgrind | threads | asan | liveness) "mode_$mode" ;;
   all) mode_stress; mode_valgrind; mode_threads; mode_asan ;;
   *)
-    echo "usage: $0 quick|stress|valgrind|threads|asan|all" >&2
+    echo "usage: $0 quick|stress|valgrind|threads|asan|liveness|all" >&2
     exit 2
     ;;
 esac
