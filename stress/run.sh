@@ -205,6 +205,7 @@ asan_progs() { # the programs under ASan/UBSan
 
 memcheck_progs() { # the programs under valgrind memcheck
   local secs=$1 seeds=$2 ops=$3 tests=${4:-} TAG=memcheck
+  local -x RL_VALGRIND=1 # tests that move many bytes move fewer (faults.c)
   have_valgrind || { fail "valgrind memcheck" "valgrind not installed"; return; }
   for p in "${PROGS[@]}"; do build shared "$p" || return; done
   control "control: memcheck reports a deliberate leak" "definitely lost" \
@@ -219,6 +220,7 @@ memcheck_progs() { # the programs under valgrind memcheck
 
 drd_progs() { # the programs under DRD
   local secs=$1 profiles=$2 TAG=drd
+  local -x RL_VALGRIND=1
   have_valgrind || { fail "valgrind DRD" "valgrind not installed"; return; }
   for p in "${PROGS[@]}"; do build shared "$p" || return; done
   control "control: DRD reports a deliberate race in program code" \
