@@ -227,7 +227,8 @@ typedef struct lv {
    * peer hangs up once it received every accepted byte (so only the
    * flushes the library owes deliver the end), and the reactor closes on
    * EPOLLRDHUP */
-  int keepalive, peer_shut;
+  int keepalive;
+  atomic_int peer_shut;
   int hooked;
   uint32_t large; /* largest payload on this connection */
   int64_t t0;     /* created (ms, run clock) */
@@ -471,11 +472,11 @@ static void maybe_close(lv_t *v) {
 static void keepalive_hangups(void) {
   for (int i = 0; i < nslots; i++) {
     lv_t *v = slots[i];
-    if (!v || !v->keepalive || v->peer_shut ||
+    if (!v || !v->keepalive || atomic_load(&v->peer_shut) ||
         !atomic_load(&v->close_claimed) ||
         atomic_load(&v->rcvd) != atomic_load(&v->acc_bytes))
       continue;
-    v->peer_shut = 1;
+    atomic_store(&v->peer_shut, 1);
     atomic_store(&v->c->close_req, 1); /* the library closes it now */
     pthread_mutex_lock(&v->c->peer_mtx);
     if (v->c->peer >= 0)
@@ -974,15 +975,13 @@ static int slot_retire(int i) {
   pthread_mutex_lock(&lv_mtx);
   lv_t *v = slots[i];
   int ready = v && v->refs == 0 && atomic_load(&v->c->closed) &&
-              atomic_load(&v->c->peer_done) &&
-              (!v->hooked || atomic_load(&v->cleared));
+              atomic_load(&v->c->peer_done);
   if (ready)
     slots[i] = NULL;
   pthread_mutex_unlock(&lv_mtx);
   if (!ready)
     return 0;
-  /* wait for the peer-side users to be out of the way (the delayed list
-   * cannot hold v: its peer saw EOF) */
+  /* on_clear comes before reactor_on_close */
   if (v->hooked && atomic_load(&v->cleared) != 1)
     rl_fail("on_clear-count", "connection %u: on_clear called %d times",
             v->c->id, atomic_load(&v->cleared));
@@ -1064,7 +1063,7 @@ static void describe(lv_t *v) {
                          : "sock_close",
           closing && !v->keepalive ? ago(&v->t_close) : ago(&v->t_write),
           !v->keepalive ? ""
-          : v->peer_shut
+          : atomic_load(&v->peer_shut)
               ? " (the peer had every byte and hung up)"
               : " (the peer hangs up once it has every byte)",
           ago(&v->t_out), atomic_load(&v->n_out), atomic_load(&v->n_dropped),
