@@ -46,6 +46,7 @@ failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1${2:+ ($2)}"; failed=$((failed + 1)); }
 finish() {
+  [[ -z ${bg_pid:-} ]] || wait "$bg_pid"
   echo
   echo "$passed passed, $failed failed"
   [[ $failed -eq 0 ]]
@@ -67,15 +68,12 @@ ln -sf "$soname" "$OUT/lib/libsock.so"
 cp -f build/lib/libsock.a "$OUT/lib/.libsock.a.new" && mv -f "$OUT/lib/.libsock.a.new" "$OUT/lib/libsock.a"
 LIB=$OUT/lib
 
-# build <variant> <prog>: variant shared | static | asan | asan-static, or
+# compile <variant> <prog>: variant shared | static | asan | asan-static, or
 # control | inline (liveness.c: shared, built with -DLIVENESS_CONTROL or
-# -DLIVENESS_INLINE). Each is built once per run (the sources and the
-# library snapshot do not change meanwhile). The sanitized builds use -O1,
-# as ASan advises: they compile in half the time of -O2.
-declare -A BUILT=()
-build() {
+# -DLIVENESS_INLINE). The sanitized builds use -O1, as ASan advises: they
+# compile in half the time of -O2.
+compile() {
   local variant=$1 prog=$2 src bin flags=() libs=()
-  [[ -n ${BUILT[$variant/$prog]:-} ]] && return 0
   src=stress/$prog.c
   bin=$OUT/bin/$prog${variant:+-$variant}
   [[ $variant == shared ]] && bin=$OUT/bin/$prog
@@ -89,14 +87,60 @@ build() {
     asan) flags=("${SAN[@]}" -O1); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
     asan-static) flags=("${SAN[@]}" -O1); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
   esac
-  if "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${libs[@]}" \
-    >"$log/build-$prog-$variant.log" 2>&1; then
+  "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${libs[@]}" \
+    >"$log/build-$prog-$variant.log" 2>&1
+}
+
+# build <variant> <prog>: compiles (see compile) once per run (the sources
+# and the library snapshot do not change meanwhile), or waits for
+# prebuild's background compiler to have done it.
+declare -A BUILT=() QUEUED=()
+bg_pid=
+build() {
+  local variant=$1 prog=$2 rc
+  [[ -n ${BUILT[$variant/$prog]:-} ]] && return 0
+  if [[ -n ${QUEUED[$variant/$prog]:-} ]]; then
+    if [[ -n $bg_pid ]]; then
+      wait "$bg_pid"
+      bg_pid=
+    fi
+    rc=$(cat "$log/build-$prog-$variant.rc" 2>/dev/null) || rc=1
+    unset "QUEUED[$variant/$prog]"
+  else
+    compile "$variant" "$prog"
+    rc=$?
+  fi
+  if [[ $rc -eq 0 ]]; then
     BUILT[$variant/$prog]=1
     return 0
   fi
   cat "$log/build-$prog-$variant.log"
   fail "build $prog ($variant)"
   return 1
+}
+
+# prebuild <variant/prog>...: compiles these one after the other in the
+# background, while the tests run (the time-bounded runs lose nothing
+# by it, and a quick pass saves most of its compile time).
+prebuild() {
+  local item list=()
+  if [[ -n $bg_pid ]]; then
+    wait "$bg_pid"
+    bg_pid=
+  fi
+  for item; do
+    [[ -n ${BUILT[$item]:-}${QUEUED[$item]:-} ]] && continue
+    QUEUED[$item]=1
+    list+=("$item")
+  done
+  (
+    for item in "${list[@]}"; do
+      rm -f "$log/build-${item#*/}-${item%%/*}.rc"
+      compile "${item%%/*}" "${item#*/}"
+      echo $? >"$log/build-${item#*/}-${item%%/*}.rc"
+    done
+  ) &
+  bg_pid=$!
 }
 
 # run <label> <seconds> <command...>: counts the harness's PASS/FAIL lines;
@@ -294,6 +338,8 @@ ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
 }
 
 mode_quick() {
+  prebuild shared/liveness static/liveness control/liveness asan/regress \
+    asan/faults asan/stress asan/fuzz asan-static/stress asan/liveness
   native 5 "1 2 3 4" 3000
   liveness "${LIVENESS_SECONDS:-1}" "mixed hooks"
   asan_progs 3 "1 2"
