@@ -894,7 +894,7 @@ static void *peer_main(void *arg) {
 
 static creator_t g_creator;
 static rng_t g_rng; /* main thread's */
-static long n_created, n_retired, n_forced, n_hooked;
+static long n_retired, n_forced, n_hooked;
 
 static lv_t *lv_create(void) {
   static const int kind_of[3] = {LK_UNIX, LK_TCP_ACCEPTED, LK_TCP_CONNECTED};
@@ -947,7 +947,6 @@ static void slot_fill(int i) {
   lv_t *v = lv_create();
   if (!v)
     return;
-  n_created++;
   pthread_mutex_lock(&lv_mtx);
   slots[i] = v; /* no ticket yet: nobody writes */
   pthread_mutex_unlock(&lv_mtx);

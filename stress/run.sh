@@ -223,7 +223,9 @@ native() { # the programs as they are, linked with the shared library
 # that connection.
 liveness() {
   local secs=$1 static_profiles=${2:-} hto
-  hto=$((${secs%.*} * 4 + 60)) # each profile's watchdog (harness.h)
+  # each profile's watchdog (harness.h): twice what a profile may take,
+  # its run plus LIVENESS_DRAIN_MS (30 s) for connections to close
+  hto=$((${secs%.*} * 4 + 90))
   build shared liveness && build static liveness && build control liveness ||
     return
   run liveness 300 env HARNESS_TIMEOUT=$hto LIVENESS_SECONDS="$secs" \
@@ -250,7 +252,8 @@ asan_progs() { # the programs under ASan/UBSan
   run fuzz-asan 600 env FUZZ_SEEDS="$seeds" "$OUT/bin/fuzz-asan"
   # short, whatever the mode: what ASan adds is the check of every access
   # (quick: two profiles)
-  run liveness-asan 300 env LIVENESS_SECONDS=1 "$OUT/bin/liveness-asan" \
+  run liveness-asan 300 env HARNESS_TIMEOUT=94 LIVENESS_SECONDS=1 \
+    "$OUT/bin/liveness-asan" \
     $([[ $secs -le 5 ]] && echo mixed hooks)
 }
 
@@ -357,10 +360,10 @@ mode_stress() {
   liveness 15
   build inline liveness || return
   for s in 2 3; do
-    STRESS_SEED=$s run "liveness-seed$s" 600 env HARNESS_TIMEOUT=120 \
+    STRESS_SEED=$s run "liveness-seed$s" 600 env HARNESS_TIMEOUT=150 \
       LIVENESS_SECONDS=15 "$OUT/bin/liveness"
   done
-  run liveness-inline 600 env HARNESS_TIMEOUT=120 LIVENESS_SECONDS=10 \
+  run liveness-inline 600 env HARNESS_TIMEOUT=150 LIVENESS_SECONDS=10 \
     "$OUT/bin/liveness-inline"
 }
 mode_liveness() {
