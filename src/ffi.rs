@@ -250,6 +250,8 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
     call(|| {
         let buf: &mut [u8] = match count {
             0 => &mut [],
+            // An invalid UUID is reported first, as by every call.
+            _ if buf.is_null() && table::lock(uuid).is_none() => return Err(Errno::ENODEV),
             _ if buf.is_null() => return Err(Errno::EINVAL),
             // SAFETY: the C caller guarantees `buf` holds `count` bytes.
             _ => unsafe { std::slice::from_raw_parts_mut(buf.cast(), count) },
