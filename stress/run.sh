@@ -34,6 +34,8 @@ SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined
   -fno-omit-frame-pointer)
 STATIC_LIBS=(-lgcc_s -lutil -lrt -lpthread -lm -ldl)
 PROGS=(regress faults stress fuzz)
+# the C harness's runner (c-tests/harness.h), linked as a source
+CTEST_HELPERS=(c-tests/harness.c)
 export STRESS_SEED=${STRESS_SEED:-1}
 
 passed=0
@@ -77,7 +79,7 @@ build() {
     asan) flags=("${SAN[@]}"); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
     asan-static) flags=("${SAN[@]}"); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
   esac
-  if "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${libs[@]}" \
+  if "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${CTEST_HELPERS[@]}" "${libs[@]}" \
     >"$log/build-$prog-$variant.log" 2>&1; then
     return 0
   fi
@@ -209,7 +211,7 @@ drd_ctests() { # selected c-tests (threads, close, pool, callbacks) under DRD
   for t in test_threads test_close test_pool test_callbacks test_signals; do
     src=c-tests/$t.c
     bin=$OUT/bin/c-$t
-    if ! "$CC" "${CFLAGS[@]}" -O1 -o "$bin" "$src" -L"$LIB" -lsock -lpthread \
+    if ! "$CC" "${CFLAGS[@]}" -O1 -o "$bin" "$src" "${CTEST_HELPERS[@]}" -L"$LIB" -lsock -lpthread \
       -Wl,-rpath,"$LIB" >"$log/build-c-$t.log" 2>&1; then
       cat "$log/build-c-$t.log"; fail "build c-tests/$t"; continue
     fi
