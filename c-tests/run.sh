@@ -20,8 +20,11 @@
 #   CC              compiler (default cc)
 #   AR              archiver (default ar)
 #
-# The harness's runner (harness.c, declared in harness.h) is compiled once
-# per run into <outdir>/libctest.a, which every program links.
+# The helpers (harness.c, util.c, callbacks.c: declared in harness.h,
+# util.h, callbacks.h) are compiled once per run into <outdir>/libctest.a,
+# which every program links; the linker takes from it only the members a
+# program uses (callbacks.c, the record of the library's callbacks, only
+# for the programs that define TEST_DEFINE_CALLBACKS).
 set -uo pipefail
 
 mode=${1:-}
@@ -57,7 +60,7 @@ skipped=0
 failed_names=()
 skip_lines=()
 
-helpers=(c-tests/harness.c)
+helpers=(c-tests/harness.c c-tests/util.c c-tests/callbacks.c)
 helper_lib=$outdir/libctest.a
 rm -f "$helper_lib"
 for src in "${helpers[@]}"; do

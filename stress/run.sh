@@ -34,8 +34,8 @@ SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined
   -fno-omit-frame-pointer)
 STATIC_LIBS=(-lgcc_s -lutil -lrt -lpthread -lm -ldl)
 PROGS=(regress faults stress fuzz)
-# the C harness's runner (c-tests/harness.h), linked as a source
-CTEST_HELPERS=(c-tests/harness.c)
+# the C harness's framework and helpers (c-tests/util.h), linked as sources
+CTEST_HELPERS=(c-tests/harness.c c-tests/util.c c-tests/callbacks.c)
 export STRESS_SEED=${STRESS_SEED:-1}
 
 passed=0
