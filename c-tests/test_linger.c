@@ -24,6 +24,23 @@ static int count_open_fds(void) {
   return n - 1; /* the directory's own */
 }
 
+/* A TCP pair whose library side has unread input from its peer (a request
+ * the program will not read), so a graceful close lingers. */
+static int tcp_pair_with_input(conn_t *c) {
+  SETUP_REQUIRE(make_tcp_pair(c) == 0);
+  SETUP_REQUIRE(write(c->raw, "GET / HTTP/1.1\r\n\r\n", 18) == 18);
+  SETUP_REQUIRE(wait_fd(c->lfd, POLLIN, 5000) & POLLIN);
+  return 0;
+}
+
+/* Waits (at most `ms`) until the library has closed `fd`. */
+static int wait_fd_closed(int fd, int ms) {
+  int64_t end = now_ms() + ms;
+  while (fd_is_open(fd) && now_ms() < end)
+    tiny_wait();
+  return !fd_is_open(fd);
+}
+
 /* The peer's sender: keeps sending (pipelined requests the server will
  * never read) until told to stop or the connection fails. */
 typedef struct {
@@ -121,9 +138,7 @@ TEST(close_while_peer_sends_unix) {
 TEST(linger_ends_when_the_peer_closes) {
   sock_set_linger_timeout(20000);
   conn_t c;
-  REQUIRE(make_tcp_pair(&c) == 0);
-  REQUIRE(write(c.raw, "GET / HTTP/1.1\r\n\r\n", 18) == 18);
-  REQUIRE(wait_fd(c.lfd, POLLIN, 5000) & POLLIN);
+  REQUIRE(tcp_pair_with_input(&c) == 0);
   CHECK_EQ(sock_write(c.uuid, "answer", 6), 0);
   sock_close(c.uuid);
   CHECK_EQ(close_count(c.uuid), 1);
@@ -134,10 +149,7 @@ TEST(linger_ends_when_the_peer_closes) {
   CHECK_EQ(raw_read_n(c.raw, b, sizeof(b), 5000, &eof), 6);
   CHECK(eof);
   close(c.raw);
-  int64_t end = now_ms() + 5000;
-  while (fd_is_open(c.lfd) && now_ms() < end)
-    tiny_wait();
-  CHECK_MSG(!fd_is_open(c.lfd), "still lingering after the peer closed");
+  CHECK_MSG(wait_fd_closed(c.lfd, 5000), "still lingering after the peer closed");
 }
 
 /* A peer that never closes: the time limit ends the linger; nothing leaks. */
@@ -146,16 +158,11 @@ TEST(linger_ends_at_the_time_limit) {
   CHECK_EQ(sock_linger_timeout(), 200);
   int fds0 = count_open_fds();
   conn_t c;
-  REQUIRE(make_tcp_pair(&c) == 0);
-  REQUIRE(write(c.raw, "GET / HTTP/1.1\r\n\r\n", 18) == 18);
-  REQUIRE(wait_fd(c.lfd, POLLIN, 5000) & POLLIN);
+  REQUIRE(tcp_pair_with_input(&c) == 0);
   sock_close(c.uuid);
   CHECK(fd_is_open(c.lfd));
   CHECK_EQ(raw_expect_eof(c.raw, 5000), 1);
-  int64_t end = now_ms() + 5000;
-  while (fd_is_open(c.lfd) && now_ms() < end)
-    tiny_wait();
-  CHECK_MSG(!fd_is_open(c.lfd), "still lingering 5 s after a 200 ms limit");
+  CHECK_MSG(wait_fd_closed(c.lfd, 5000), "still lingering 5 s after a 200 ms limit");
   CHECK_EQ(count_open_fds(), fds0 + 1); /* the peer's own fd */
   close(c.raw);
 }
@@ -164,9 +171,7 @@ TEST(linger_ends_at_the_time_limit) {
 TEST(linger_off_closes_at_once) {
   sock_set_linger_timeout(0);
   conn_t c;
-  REQUIRE(make_tcp_pair(&c) == 0);
-  REQUIRE(write(c.raw, "x", 1) == 1);
-  REQUIRE(wait_fd(c.lfd, POLLIN, 5000) & POLLIN);
+  REQUIRE(tcp_pair_with_input(&c) == 0);
   sock_close(c.uuid);
   CHECK(!fd_is_open(c.lfd));
   close(c.raw);
@@ -213,9 +218,7 @@ TEST(thousands_of_lingering_closes_are_bounded) {
 TEST(force_close_never_lingers) {
   sock_set_linger_timeout(20000);
   conn_t c;
-  REQUIRE(make_tcp_pair(&c) == 0);
-  REQUIRE(write(c.raw, "x", 1) == 1);
-  REQUIRE(wait_fd(c.lfd, POLLIN, 5000) & POLLIN);
+  REQUIRE(tcp_pair_with_input(&c) == 0);
   sock_force_close(c.uuid);
   CHECK(!fd_is_open(c.lfd));
   CHECK_EQ(close_count(c.uuid), 1);

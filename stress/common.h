@@ -566,7 +566,14 @@ U int closing_expected(lconn_t *c) {
 
 /* ---- the library callbacks ------------------------------------------------*/
 
+/* Optional: what the program's event loop does in reactor_remove (for
+ * liveness.c, the epoll_ctl DEL of the fd that real reactors do). Runs
+ * first, while the fd number is still the connection's. */
+static void (*rl_on_remove)(intptr_t uuid);
+
 int reactor_remove(intptr_t uuid) {
+  if (rl_on_remove)
+    rl_on_remove(uuid);
   lconn_t *c = reg_find(uuid);
   if (c)
     atomic_fetch_add(&c->n_remove, 1);
@@ -1116,6 +1123,7 @@ typedef struct {
    * the library was called (checking a packet out first may flush, and so
    * complete a graceful close the program asked for) */
   int closed_at_call;
+  size_t last_n; /* bytes of the last frame accepted */
 } wctx_t;
 
 U void wctx_init(wctx_t *w, int writer, uint64_t seed) {
@@ -1261,6 +1269,7 @@ U int send_frame(wctx_t *w, lconn_t *c, int how, uint32_t len) {
   w->closed_at_call = was_closed;
   if (r == 0) {
     w->ok[how]++;
+    w->last_n = n;
     if (was_closed)
       rl_fail("stale-uuid-write-accepted", "%s to connection %u accepted after its reactor_on_close "
                "(stale UUID %#lx)",

@@ -2,10 +2,14 @@
 # Builds and runs the reliability programs of stress/ (issue 6).
 #
 #   stress/run.sh quick     what `make test` runs (tests.d/40-reliability.sh):
-#                           regressions, faults, a short stress and fuzz run,
-#                           and short runs of the same under ASan/UBSan,
-#                           valgrind memcheck and DRD (about 2-3 minutes)
-#   stress/run.sh stress    long stress runs (several seeds) and many fuzz seeds
+#                           regressions, faults, a short stress, fuzz and
+#                           liveness run, and short runs of the same under
+#                           ASan/UBSan, valgrind memcheck and DRD (about 2-3
+#                           minutes)
+#   stress/run.sh stress    long stress runs (several seeds), many fuzz seeds,
+#                           minutes of the liveness harness
+#   stress/run.sh liveness  only the liveness harness (stress/liveness.c), as
+#                           quick runs it, and its control
 #   stress/run.sh valgrind  the C harness (c-tests/run.sh, VALGRIND=1) and the
 #                           stress programs under memcheck
 #   stress/run.sh threads   DRD on the stress programs and selected c-tests
@@ -21,7 +25,8 @@
 # cannot change the library under a running test.
 #
 # Environment: STRESS_SEED (default: 1), STRESS_SECONDS, FUZZ_SEEDS, FUZZ_OPS,
-# RL_OUT (default build/reliability), CC (default cc).
+# LIVENESS_SECONDS (the quick run's per liveness profile: 1), RL_OUT
+# (default build/reliability), CC (default cc).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 root=$PWD
@@ -43,6 +48,7 @@ failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1${2:+ ($2)}"; failed=$((failed + 1)); }
 finish() {
+  [[ -z ${bg_pid:-} ]] || wait "$bg_pid"
   echo
   echo "$passed passed, $failed failed"
   [[ $failed -eq 0 ]]
@@ -67,25 +73,79 @@ for f in libsock.a libsock_nonshared.a libsock.so; do
 done
 LIB=$OUT/lib
 
-# build <variant> <prog>: variant shared | static | asan | asan-static
-build() {
+# compile <variant> <prog>: variant shared | static | asan | asan-static, or
+# control | inline (liveness.c: shared, built with -DLIVENESS_CONTROL or
+# -DLIVENESS_INLINE). The sanitized builds use -O1, as ASan advises: they
+# compile in half the time of -O2.
+compile() {
   local variant=$1 prog=$2 src bin flags=() libs=()
   src=stress/$prog.c
   bin=$OUT/bin/$prog${variant:+-$variant}
   [[ $variant == shared ]] && bin=$OUT/bin/$prog
   case $variant in
     shared) libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
+    control | inline)
+      flags=("-DLIVENESS_${variant^^}")
+      libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB")
+      ;;
     static) libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
-    asan) flags=("${SAN[@]}"); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
-    asan-static) flags=("${SAN[@]}"); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
+    asan) flags=("${SAN[@]}" -O1); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
+    asan-static) flags=("${SAN[@]}" -O1); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
   esac
-  if "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${CTEST_HELPERS[@]}" "${libs[@]}" \
-    >"$log/build-$prog-$variant.log" 2>&1; then
+  "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${CTEST_HELPERS[@]}" "${libs[@]}" \
+    >"$log/build-$prog-$variant.log" 2>&1
+}
+
+# build <variant> <prog>: compiles (see compile) once per run (the sources
+# and the library snapshot do not change meanwhile), or waits for
+# prebuild's background compiler to have done it.
+declare -A BUILT=() QUEUED=()
+bg_pid=
+build() {
+  local variant=$1 prog=$2 rc
+  [[ -n ${BUILT[$variant/$prog]:-} ]] && return 0
+  if [[ -n ${QUEUED[$variant/$prog]:-} ]]; then
+    if [[ -n $bg_pid ]]; then
+      wait "$bg_pid"
+      bg_pid=
+    fi
+    rc=$(cat "$log/build-$prog-$variant.rc" 2>/dev/null) || rc=1
+    unset "QUEUED[$variant/$prog]"
+  else
+    compile "$variant" "$prog"
+    rc=$?
+  fi
+  if [[ $rc -eq 0 ]]; then
+    BUILT[$variant/$prog]=1
     return 0
   fi
   cat "$log/build-$prog-$variant.log"
   fail "build $prog ($variant)"
   return 1
+}
+
+# prebuild <variant/prog>...: compiles these one after the other in the
+# background, while the tests run (the time-bounded runs lose nothing
+# by it, and a quick pass saves most of its compile time).
+prebuild() {
+  local item list=()
+  if [[ -n $bg_pid ]]; then
+    wait "$bg_pid"
+    bg_pid=
+  fi
+  for item; do
+    [[ -n ${BUILT[$item]:-}${QUEUED[$item]:-} ]] && continue
+    QUEUED[$item]=1
+    list+=("$item")
+  done
+  (
+    for item in "${list[@]}"; do
+      rm -f "$log/build-${item#*/}-${item%%/*}.rc"
+      compile "${item%%/*}" "${item#*/}"
+      echo $? >"$log/build-${item#*/}-${item%%/*}.rc"
+    done
+  ) &
+  bg_pid=$!
 }
 
 # run <label> <seconds> <command...>: counts the harness's PASS/FAIL lines;
@@ -161,10 +221,32 @@ native() { # the programs as they are, linked with the shared library
     $(sed -n 's/^    {\([0-9]*\), .*/regress_seed_\1/p' stress/fuzz.c)
 }
 
+# liveness <seconds per profile> [static profiles]: the event-loop liveness
+# harness (stress/liveness.c), shared (every profile) and static (the ones
+# named; default all), and its control: a reactor that drops the EPOLLOUT
+# flushes of one connection must make the watchdog fail the run and name
+# that connection.
+liveness() {
+  local secs=$1 static_profiles=${2:-} hto
+  # each profile's watchdog (harness.h): twice what a profile may take,
+  # its run plus LIVENESS_DRAIN_MS (30 s) for connections to close
+  hto=$((${secs%.*} * 4 + 90))
+  build shared liveness && build static liveness && build control liveness ||
+    return
+  run liveness 300 env HARNESS_TIMEOUT=$hto LIVENESS_SECONDS="$secs" \
+    "$OUT/bin/liveness"
+  run liveness-static 300 env HARNESS_TIMEOUT=$hto LIVENESS_SECONDS="$secs" \
+    "$OUT/bin/liveness-static" $static_profiles
+  control "control: the liveness watchdog reports a dropped wake-up" \
+    "LIVENESS STALL \[control victim\]" env LIVENESS_SECONDS=1 \
+    "$OUT/bin/liveness-control"
+}
+
 asan_progs() { # the programs under ASan/UBSan
   local secs=$1 seeds=$2
   for p in "${PROGS[@]}"; do build asan "$p" || return; done
   build asan-static stress || return
+  build asan liveness || return
   control "control: ASan reports a deliberate leak" "LeakSanitizer" \
     env STRESS_CONTROLS=1 "$OUT/bin/stress-asan" control_leak
   run regress-asan 300 "$OUT/bin/regress-asan"
@@ -173,10 +255,16 @@ asan_progs() { # the programs under ASan/UBSan
   run stress-asan-static 300 env STRESS_SECONDS="$secs" STRESS_THREADS=3 \
     "$OUT/bin/stress-asan-static" mixed
   run fuzz-asan 600 env FUZZ_SEEDS="$seeds" "$OUT/bin/fuzz-asan"
+  # short, whatever the mode: what ASan adds is the check of every access
+  # (quick: two profiles)
+  run liveness-asan 300 env HARNESS_TIMEOUT=94 LIVENESS_SECONDS=1 \
+    "$OUT/bin/liveness-asan" \
+    $([[ $secs -le 5 ]] && echo mixed hooks)
 }
 
 memcheck_progs() { # the programs under valgrind memcheck
   local secs=$1 seeds=$2 ops=$3 tests=${4:-} TAG=memcheck
+  local -x RL_VALGRIND=1 # tests that move many bytes move fewer (faults.c)
   have_valgrind || { fail "valgrind memcheck" "valgrind not installed"; return; }
   for p in "${PROGS[@]}"; do build shared "$p" || return; done
   control "control: memcheck reports a deliberate leak" "definitely lost" \
@@ -191,6 +279,7 @@ memcheck_progs() { # the programs under valgrind memcheck
 
 drd_progs() { # the programs under DRD
   local secs=$1 profiles=$2 TAG=drd
+  local -x RL_VALGRIND=1
   have_valgrind || { fail "valgrind DRD" "valgrind not installed"; return; }
   for p in "${PROGS[@]}"; do build shared "$p" || return; done
   control "control: DRD reports a deliberate race in program code" \
@@ -257,7 +346,10 @@ ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
 }
 
 mode_quick() {
+  prebuild shared/liveness static/liveness control/liveness asan/regress \
+    asan/faults asan/stress asan/fuzz asan-static/stress asan/liveness
   native 5 "1 2 3 4" 3000
+  liveness "${LIVENESS_SECONDS:-1}" "mixed hooks"
   asan_progs 3 "1 2"
   memcheck_progs 4 "1" 1500 "peer_reset_tcp_writes signal_flood pool_exhausted_peer_never_reads_force_close file_truncated_while_sendfile hooks_eagain_and_partial_writes_lose_nothing hook_write_failure_closes_once"
   drd_progs 4 mixed
@@ -268,6 +360,19 @@ mode_stress() {
   for s in 2 3; do
     STRESS_SEED=$s run "stress-seed$s" 900 env STRESS_SECONDS=30 "$OUT/bin/stress"
   done
+  # the liveness harness for minutes: 3 seeds x 4 profiles x 15 s, the
+  # static build and the caller without a task pool (inline flushes) too
+  liveness 15
+  build inline liveness || return
+  for s in 2 3; do
+    STRESS_SEED=$s run "liveness-seed$s" 600 env HARNESS_TIMEOUT=150 \
+      LIVENESS_SECONDS=15 "$OUT/bin/liveness"
+  done
+  run liveness-inline 600 env HARNESS_TIMEOUT=150 LIVENESS_SECONDS=10 \
+    "$OUT/bin/liveness-inline"
+}
+mode_liveness() {
+  liveness "${LIVENESS_SECONDS:-1}" "mixed hooks"
 }
 mode_valgrind() {
   ctests_valgrind
@@ -283,10 +388,10 @@ mode_asan() {
 }
 
 case $mode in
-  quick | stress | valgrind | threads | asan) "mode_$mode" ;;
+  quick | stress | valgrind | threads | asan | liveness) "mode_$mode" ;;
   all) mode_stress; mode_valgrind; mode_threads; mode_asan ;;
   *)
-    echo "usage: $0 quick|stress|valgrind|threads|asan|all" >&2
+    echo "usage: $0 quick|stress|valgrind|threads|asan|liveness|all" >&2
     exit 2
     ;;
 esac
