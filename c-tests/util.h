@@ -33,9 +33,6 @@
 #include <sys/un.h>
 #include <time.h>
 
-/* stress/common.h still defines its helpers in the header, with this */
-#define U static __attribute__((unused))
-
 /* ---- time ---------------------------------------------------------------*/
 
 /* CLOCK_MONOTONIC in milliseconds */
