@@ -18,6 +18,13 @@
 #                   timeouts; the big-data programs take minutes)
 #   TESTS="a b"     only these programs (names without .c)
 #   CC              compiler (default cc)
+#   AR              archiver (default ar)
+#
+# The helpers (harness.c, util.c, callbacks.c: declared in harness.h,
+# util.h, callbacks.h) are compiled once per run into <outdir>/libctest.a,
+# which every program links; the linker takes from it only the members a
+# program uses (callbacks.c, the record of the library's callbacks, only
+# for the programs that define TEST_DEFINE_CALLBACKS).
 set -uo pipefail
 
 mode=${1:-}
@@ -53,6 +60,20 @@ skipped=0
 failed_names=()
 skip_lines=()
 
+helpers=(c-tests/harness.c c-tests/util.c c-tests/callbacks.c)
+helper_lib=$outdir/libctest.a
+rm -f "$helper_lib"
+for src in "${helpers[@]}"; do
+  obj=$outdir/$(basename "$src" .c).o
+  if ! "$CC" "${CFLAGS[@]}" -c -o "$obj" "$src" >"$outdir/helpers.build.log" 2>&1 ||
+    ! "${AR:-ar}" rcs "$helper_lib" "$obj" >>"$outdir/helpers.build.log" 2>&1; then
+    cat "$outdir/helpers.build.log"
+    echo "FAIL c-tests helpers: $src (compile)"
+    echo "0 passed, 1 failed, 0 skipped"
+    exit 1
+  fi
+done
+
 progs=()
 if [[ -n ${TESTS:-} ]]; then
   for t in $TESTS; do progs+=("c-tests/${t%.c}.c"); done
@@ -64,7 +85,7 @@ for src in "${progs[@]}"; do
   name=$(basename "$src" .c)
   bin="$outdir/$name"
   log="$outdir/$name.log"
-  if ! "$CC" "${CFLAGS[@]}" -o "$bin" "$src" "${LIBS[@]}" >"$outdir/$name.build.log" 2>&1; then
+  if ! "$CC" "${CFLAGS[@]}" -o "$bin" "$src" "$helper_lib" "${LIBS[@]}" >"$outdir/$name.build.log" 2>&1; then
     cat "$outdir/$name.build.log"
     echo "FAIL $name (compile)"
     failed=$((failed + 1))

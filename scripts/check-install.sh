@@ -147,7 +147,7 @@ if "${MAKE_[@]}" install PREFIX="$prefix" >"$tmp/log" 2>&1; then
   # A program whose event loop carries weak fallbacks of sock_flush,
   # sock_close and sock_write2_fn, shared (-lsock: the linker script) and
   # static: its test cases pass only when the library's definitions run.
-  weak=(c-tests/link/weak_fallbacks.c c-tests/link/reactor.c)
+  weak=(c-tests/link/weak_fallbacks.c c-tests/link/reactor.c c-tests/harness.c c-tests/util.c)
   wflags=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -Ic-tests -Ic-tests/link)
   for mode in shared static; do
     if [[ $mode == shared ]]; then

@@ -113,7 +113,7 @@ typedef struct {
 } profile_t;
 
 /* Everything at once, default pool. */
-U const profile_t p_mixed = {
+__attribute__((unused)) static const profile_t p_mixed = {
     .name = "mixed",
     .nconn = 48,
     .send_weight = {[SEND_COPY] = 40, [SEND_MOVE] = 12, [SEND_URGENT] = 10,
@@ -132,7 +132,7 @@ U const profile_t p_mixed = {
 
 /* A pool of a few packets and writes of up to 4 MiB: every large write is
  * bigger than the free pool and waits for it, flushing. */
-U const profile_t p_small_pool = {
+__attribute__((unused)) static const profile_t p_small_pool = {
     .name = "small_pool",
     .nconn = 24,
     .send_weight = {[SEND_COPY] = 60, [SEND_MOVE] = 10, [SEND_URGENT] = 8,
@@ -155,7 +155,7 @@ U const profile_t p_small_pool = {
  * the free pool (the writer waits for packets while its earlier parts are
  * flushed), read by fast peers: the tail of a large write must still go
  * out with no later write or close to flush it. */
-U const profile_t p_large_writes = {
+__attribute__((unused)) static const profile_t p_large_writes = {
     .name = "large_writes",
     .nconn = 4,
     .send_weight = {[SEND_COPY] = 80, [SEND_MOVE] = 10, [SEND_FILE] = 5,
@@ -176,7 +176,7 @@ U const profile_t p_large_writes = {
 
 /* Mostly hooked connections, few of them, so writers and workers meet on
  * the same connection. */
-U const profile_t p_hooks = {
+__attribute__((unused)) static const profile_t p_hooks = {
     .name = "hooks",
     .nconn = 16,
     .send_weight = {[SEND_COPY] = 45, [SEND_MOVE] = 10, [SEND_URGENT] = 10,
@@ -197,7 +197,7 @@ U const profile_t p_hooks = {
 /* The control's: a pool far larger than what is written (no writer waits
  * for packets, so nothing but the flushes owed flushes), small kernel
  * buffers (data is still queued after the last write), no hooks. */
-U const profile_t p_control = {
+__attribute__((unused)) static const profile_t p_control = {
     .name = "control",
     .nconn = 8,
     .send_weight = {[SEND_COPY] = 70, [SEND_MOVE] = 20, [SEND_URGENT] = 10},

@@ -71,13 +71,49 @@ for f in libsock.a libsock_nonshared.a libsock.so; do
 done
 LIB=$OUT/lib
 
+# helpers <set>: the code the programs share, compiled once per run for
+# each set of compile flags (plain: the shared, static, control and inline
+# builds; asan: asan and asan-static) into $OBJ/<set>: libctest.a (the C
+# harness's c-tests/harness.c, util.c and callbacks.c, as c-tests/run.sh
+# builds it) and common.o (stress/common.c). The lock lets prebuild's
+# background compiler and the foreground ask for the same set.
+OBJ=$OUT/obj
+rm -rf "$OBJ" "$log"/build-helpers-*.log
+helpers() {
+  local set=$1 dir=$OBJ/$1 flags=()
+  [[ $set == asan ]] && flags=("${SAN[@]}" -O1)
+  mkdir -p "$dir"
+  (
+    flock 9
+    [[ -f $dir/rc ]] && exit
+    rc=0
+    for src in c-tests/harness.c c-tests/util.c c-tests/callbacks.c stress/common.c; do
+      "$CC" "${CFLAGS[@]}" "${flags[@]}" -c -o "$dir/$(basename "$src" .c).o" "$src" ||
+        { rc=1; break; }
+    done
+    if [[ $rc -eq 0 ]]; then
+      "${AR:-ar}" rcs "$dir/libctest.a" "$dir/harness.o" "$dir/util.o" "$dir/callbacks.o" || rc=1
+    fi
+    echo "$rc" >"$dir/rc"
+  ) 9>"$dir/lock" >>"$log/build-helpers-$set.log" 2>&1
+  [[ $(cat "$dir/rc" 2>/dev/null) == 0 ]]
+}
+
 # compile <variant> <prog>: variant shared | static | asan | asan-static, or
 # control | inline (liveness.c: shared, built with -DLIVENESS_CONTROL or
 # -DLIVENESS_INLINE). The sanitized builds use -O1, as ASan advises: they
-# compile in half the time of -O2.
+# compile in half the time of -O2. Each program links the helpers of its
+# set (see helpers): libctest.a, and common.o when it includes common.h.
 compile() {
-  local variant=$1 prog=$2 src bin flags=() libs=()
+  local variant=$1 prog=$2 src bin flags=() libs=() set=plain objs=()
+  [[ $variant == asan* ]] && set=asan
   src=stress/$prog.c
+  if ! helpers "$set"; then
+    cp "$log/build-helpers-$set.log" "$log/build-$prog-$variant.log"
+    return 1
+  fi
+  grep -q '^#include "common.h"' "$src" && objs+=("$OBJ/$set/common.o")
+  objs+=("$OBJ/$set/libctest.a")
   bin=$OUT/bin/$prog${variant:+-$variant}
   [[ $variant == shared ]] && bin=$OUT/bin/$prog
   case $variant in
@@ -90,7 +126,7 @@ compile() {
     asan) flags=("${SAN[@]}" -O1); libs=(-L"$LIB" -lsock -lpthread -Wl,-rpath,"$LIB") ;;
     asan-static) flags=("${SAN[@]}" -O1); libs=("$LIB/libsock.a" "${STATIC_LIBS[@]}") ;;
   esac
-  "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${libs[@]}" \
+  "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$bin" "$src" "${objs[@]}" "${libs[@]}" \
     >"$log/build-$prog-$variant.log" 2>&1
 }
 
@@ -295,10 +331,13 @@ drd_ctests() { # selected c-tests (threads, close, pool, callbacks) under DRD
     -shared -fPIC -o "$shim" stress/drd_shim.c -ldl >"$log/build-drd-shim.log" 2>&1; then
     cat "$log/build-drd-shim.log"; fail "build stress/drd_shim.c"; return
   fi
+  if ! helpers plain; then
+    cat "$log/build-helpers-plain.log"; fail "build the C harness's helpers"; return
+  fi
   for t in test_threads test_close test_pool test_callbacks test_signals; do
     src=c-tests/$t.c
     bin=$OUT/bin/c-$t
-    if ! "$CC" "${CFLAGS[@]}" -O1 -o "$bin" "$src" -L"$LIB" -lsock -lpthread \
+    if ! "$CC" "${CFLAGS[@]}" -O1 -o "$bin" "$src" "$OBJ/plain/libctest.a" -L"$LIB" -lsock -lpthread \
       -Wl,-rpath,"$LIB" >"$log/build-c-$t.log" 2>&1; then
       cat "$log/build-c-$t.log"; fail "build c-tests/$t"; continue
     fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # How -lsock links (issue 11), checked with programs that carry weak
 # fallbacks of sock_* functions (c-tests/link/reactor.c):
-# - c-tests/link/weak_fallbacks.c + reactor.c linked with -lsock (the
-#   libsock.so linker script) by cc (PIE, -no-pie, -Wl,--as-needed) and
+# - c-tests/link/weak_fallbacks.c + reactor.c (with the C harness's
+#   harness.c and util.c) linked with -lsock (the libsock.so linker
+#   script) by cc (PIE, -no-pie, -Wl,--as-needed) and
 #   clang (its default linker, and lld when installed), and with
 #   libsock.a: every case of the program passes (the library's definitions
 #   run) and nothing is printed on stderr by the library;
@@ -44,7 +45,9 @@ CFLAGS=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -Iinclude -Ic-tests 
 SHARED=(-L"$LIBDIR" -lsock -lpthread -Wl,-rpath,"$LIBDIR")
 DIRECT=(-L"$LIBDIR" -l:libsock.so."$major" -lpthread -Wl,-rpath,"$LIBDIR")
 STATIC=("$LIBDIR/libsock.a" -lpthread -ldl -lm)
-WEAK=(c-tests/link/weak_fallbacks.c c-tests/link/reactor.c)
+# the harness and helpers (c-tests/harness.c, util.c) are linked as
+# sources: each build here has a compiler or link line of its own
+WEAK=(c-tests/link/weak_fallbacks.c c-tests/link/reactor.c c-tests/harness.c c-tests/util.c)
 SHADOW=(c-tests/link/shadow.c c-tests/link/reactor.c)
 
 # build <name> <cc and flags...> -- <sources and link flags...>
