@@ -5,24 +5,10 @@
 #define TEST_DEFINE_CALLBACKS
 #include "util.h"
 
-#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 
 #define MiB (1024u * 1024u)
-
-static int count_open_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (!d)
-    return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n - 1; /* the directory's own */
-}
 
 /* A TCP pair whose library side has unread input from its peer (a request
  * the program will not read), so a graceful close lingers. */
@@ -156,14 +142,14 @@ TEST(linger_ends_when_the_peer_closes) {
 TEST(linger_ends_at_the_time_limit) {
   sock_set_linger_timeout(200);
   CHECK_EQ(sock_linger_timeout(), 200);
-  int fds0 = count_open_fds();
+  int fds0 = count_fds();
   conn_t c;
   REQUIRE(tcp_pair_with_input(&c) == 0);
   sock_close(c.uuid);
   CHECK(fd_is_open(c.lfd));
   CHECK_EQ(raw_expect_eof(c.raw, 5000), 1);
   CHECK_MSG(wait_fd_closed(c.lfd, 5000), "still lingering 5 s after a 200 ms limit");
-  CHECK_EQ(count_open_fds(), fds0 + 1); /* the peer's own fd */
+  CHECK_EQ(count_fds(), fds0 + 1); /* the peer's own fd */
   close(c.raw);
 }
 
@@ -188,7 +174,7 @@ TEST(thousands_of_lingering_closes_are_bounded) {
     return;
   }
   sock_set_linger_timeout(1000);
-  int fds0 = count_open_fds();
+  int fds0 = count_fds();
   int *raw = malloc(sizeof(int) * N);
   int lingering_max = 0;
   for (int i = 0; i < N; i++) {
@@ -201,14 +187,14 @@ TEST(thousands_of_lingering_closes_are_bounded) {
     sock_close(u);
     raw[i] = sv[1];
   }
-  lingering_max = count_open_fds() - fds0 - N;
+  lingering_max = count_fds() - fds0 - N;
   CHECK_MSG(lingering_max <= BOUND && lingering_max >= BOUND / 2,
             "%d closes lingering (bound %d)", lingering_max, BOUND);
   int64_t end = now_ms() + 10000;
-  while (count_open_fds() != fds0 + N && now_ms() < end)
+  while (count_fds() != fds0 + N && now_ms() < end)
     tiny_wait();
-  CHECK_MSG(count_open_fds() == fds0 + N, "%d fds still lingering",
-            count_open_fds() - fds0 - N);
+  CHECK_MSG(count_fds() == fds0 + N, "%d fds still lingering",
+            count_fds() - fds0 - N);
   for (int i = 0; i < N; i++)
     close(raw[i]);
   free(raw);

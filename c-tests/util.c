@@ -4,6 +4,8 @@
  */
 #include "util.h"
 
+#include <dirent.h>
+
 /* ---- time ---------------------------------------------------------------*/
 
 int64_t now_ms(void) {
@@ -58,6 +60,19 @@ size_t check_pattern(const uint8_t *buf, size_t n, uint64_t start,
 /* ---- raw fd helpers -----------------------------------------------------*/
 
 int fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
+
+int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1; /* the directory's own fd */
+}
 
 int fd_is_same_file(int fd, const struct stat *st) {
   struct stat s2;

@@ -59,6 +59,8 @@ size_t check_pattern(const uint8_t *buf, size_t n, uint64_t start,
 
 /* 1 if fd is an open descriptor */
 int fd_is_open(int fd);
+/* Number of open fds of the process. */
+int count_fds(void);
 
 /* 1 if fd is open and refers to the file (dev, ino) */
 int fd_is_same_file(int fd, const struct stat *st);

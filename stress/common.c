@@ -1112,19 +1112,6 @@ void lib_read(lconn_t *c, size_t n) {
 
 /* ---- end of run ---------------------------------------------------------------*/
 
-int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (!d)
-    return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n - 1; /* the directory's own fd */
-}
-
 int count_fds_settled(int expect, int ms) {
   int64_t end = now_ms() + ms;
   int n = count_fds();

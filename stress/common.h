@@ -400,9 +400,6 @@ void lib_read(lconn_t *c, size_t n);
 
 /* ---- end of run ---------------------------------------------------------------*/
 
-/* Number of open fds of the process. */
-int count_fds(void);
-
 /* count_fds() once it is back to `expect`, or after `ms`: a graceful close
  * lingers (the library keeps the fd until the peer has closed its side, see
  * README "Lingering close"), so the count settles a little after the last
