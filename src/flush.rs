@@ -244,6 +244,9 @@ impl Flusher {
             return self.fail(c, err);
         }
         c.hook_pending = left != 0;
+        if c.hook_pending {
+            table::mark_dirty(self.fd, &mut c);
+        }
         let round = match left {
             0 => Round::Progress,
             // EINTR: nothing said about the transport; try again later.
@@ -263,6 +266,7 @@ impl Flusher {
     fn drained(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
         c.send.drained();
         c.stalls = 0;
+        table::clear_dirty(self.fd, &mut c);
         if c.close_when_done && !c.hook_pending && !c.streaming {
             self.turn = false;
             let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
@@ -330,29 +334,44 @@ pub fn flush_strong(id: isize) {
 }
 
 /// `sock_flush_all`: a flush request for every connection with data
-/// waiting (recorded for those another thread is sending).
+/// waiting (recorded for those another thread is sending). Visits only the
+/// connections listed with data ([`table::mark_dirty`]), not every slot.
 pub fn flush_all() {
-    table().for_each(|fd, slot| {
-        let id = {
-            let c = slot.conn.lock();
-            (c.open && c.pending()).then(|| uuid::encode(fd, c.counter))
-        };
-        if let Some(id) = id {
+    let mut fds = Vec::new();
+    table::dirty_fds(&mut fds);
+    for fd in fds {
+        if let Some((id, _)) = with_data(fd) {
             let _ = flush(id);
         }
-    });
+    }
 }
 
-/// Lets pool waiters make progress: flush every connection, then wait a
-/// little for the kernel to accept more.
+/// The connection on `fd`, if it has data: its UUID and send state. Takes
+/// it off the list of connections with data when it has none.
+fn with_data(fd: RawFd) -> Option<(isize, SendState)> {
+    let slot = table().slot(fd)?;
+    let mut c = slot.conn.lock();
+    if c.open && c.pending() {
+        Some((uuid::encode(fd, c.counter), c.send))
+    } else {
+        table::clear_dirty(fd, &mut c);
+        None
+    }
+}
+
+/// Lets pool waiters make progress: flush every connection with data,
+/// then wait a little for the kernel to accept more.
 pub fn make_progress() {
     flush_all();
     if crate::pool::available() > 0 {
         return;
     }
+    let mut listed = Vec::new();
+    table::dirty_fds(&mut listed);
     let mut fds = Vec::new();
-    table().for_each(|fd, slot| {
+    for fd in listed {
         if fds.len() < 256
+            && let Some(slot) = table().slot(fd)
             && let Some(c) = slot.conn.try_lock()
             && c.open
             && c.pending()
@@ -360,7 +379,7 @@ pub fn make_progress() {
         {
             fds.push(fd);
         }
-    });
+    }
     sys::wait_writable(&fds, 10);
 }
 

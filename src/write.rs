@@ -43,10 +43,12 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
         if !c.send.is_sending() {
             c.place_urgent();
         }
+        table::mark_dirty(l.fd, c);
         return Ok(());
     }
     if l.conn.streaming_here() {
         l.conn.after_stream.extend(entries);
+        table::mark_dirty(l.fd, &mut l.conn);
         return Ok(());
     }
     if let Err(e) = wait_turn(l) {
@@ -55,6 +57,7 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
     for e in entries {
         l.conn.queue.push(e);
     }
+    table::mark_dirty(l.fd, &mut l.conn);
     Ok(())
 }
 
@@ -148,6 +151,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
         // may be inserted before it.
         entry.started = sent_part && !pushed;
         l.conn.queue.push(entry);
+        table::mark_dirty(l.fd, &mut l.conn);
         first = false;
         pushed = true;
         rest = &rest[n..];
