@@ -359,28 +359,71 @@ fn with_data(fd: RawFd) -> Option<(isize, SendState)> {
     }
 }
 
-/// Lets pool waiters make progress: flush every connection with data,
-/// then wait a little for the kernel to accept more.
-pub fn make_progress() {
-    flush_all();
-    if crate::pool::available() > 0 {
-        return;
-    }
-    let mut listed = Vec::new();
-    table::dirty_fds(&mut listed);
+/// Lets a thread waiting for a pool packet make progress, in one step that
+/// blocks at most once: flushes the connections with data that nobody is
+/// sending and that the kernel owes no event (their flush is due, or was
+/// handed to `async_run`); then, unless that freed packets, waits (a single
+/// `poll`) until a socket that refused data is writable again and flushes
+/// those that are — or, with none to watch, waits a little for a packet
+/// released elsewhere. `own` is the waiter's connection: true means its
+/// peer failed (error or hang-up), so waiting is pointless.
+pub fn make_progress(own: Option<RawFd>) -> bool {
     let mut fds = Vec::new();
-    for fd in listed {
-        if fds.len() < 256
-            && let Some(slot) = table().slot(fd)
-            && let Some(c) = slot.conn.try_lock()
-            && c.open
-            && c.pending()
-            && !c.send.is_sending()
-        {
-            fds.push(fd);
+    table::dirty_fds(&mut fds);
+    // Sockets that refused data: (fd, UUID), watched below.
+    let mut owed: Vec<(RawFd, isize)> = Vec::new();
+    // Another thread, or the waker, is sending some: packets may come
+    // back without any event on a socket.
+    let mut elsewhere = false;
+    for fd in fds {
+        match with_data(fd) {
+            Some((id, SendState::Idle)) => {
+                let _ = flush(id);
+                match with_data(fd) {
+                    Some((id, SendState::Owed)) => owed.push((fd, id)),
+                    Some(_) => elsewhere = true,
+                    None => {}
+                }
+            }
+            Some((id, SendState::Owed)) => owed.push((fd, id)),
+            Some(_) => elsewhere = true,
+            None => {}
         }
     }
-    sys::wait_writable(&fds, 10);
+    if crate::pool::available() > 0 {
+        return false;
+    }
+    let timeout_ms = if elsewhere { 1 } else { 10 };
+    if owed.is_empty() && own.is_none() {
+        crate::pool::wait_freed(Duration::from_millis(timeout_ms));
+        return false;
+    }
+    let mut polled: Vec<libc::pollfd> = owed
+        .iter()
+        .map(|&(fd, _)| libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    if let Some(fd) = own {
+        // Errors and hang-ups are always reported; its writability only
+        // matters when it is among those that refused data.
+        polled.push(libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+    }
+    if sys::poll_fds(&mut polled, timeout_ms as i32) <= 0 {
+        return false;
+    }
+    for (p, &(_, id)) in polled.iter().zip(owed.iter()) {
+        if p.revents != 0 {
+            let _ = flush(id);
+        }
+    }
+    own.is_some() && polled[polled.len() - 1].revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 #[cfg(test)]

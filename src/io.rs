@@ -163,7 +163,7 @@ pub fn fd2uuid(fd: RawFd) -> isize {
 /// `sock_checkout_packet`: NULL (`ENOMEM`) when only the calling thread
 /// could free a packet.
 pub fn checkout_packet() -> *mut sock_packet_s {
-    match pool::checkout(make_progress) {
+    match pool::checkout(|| make_progress(None)) {
         Some(p) => p.as_ptr().cast(),
         None => {
             sys::set_errno(Errno::ENOMEM);

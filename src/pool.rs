@@ -141,7 +141,7 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
 /// cannot help: `None` when every packet in use was checked out by the
 /// calling thread itself (none is queued, where flushing could free it, and
 /// no other thread holds one it could give back).
-pub fn checkout(make_progress: impl FnMut()) -> Option<NonNull<PoolPacket>> {
+pub fn checkout(make_progress: impl FnMut() -> bool) -> Option<NonNull<PoolPacket>> {
     let me = std::thread::current().id();
     let mut only_mine_left = || {
         let s = pool().state.lock();
@@ -152,27 +152,31 @@ pub fn checkout(make_progress: impl FnMut()) -> Option<NonNull<PoolPacket>> {
     Some(p)
 }
 
-/// As [`take`], but gives up (`None`) as soon as `give_up` says so — for a
-/// writer whose connection closed while it waited.
+/// Takes a packet, calling `make_progress` (which flushes and waits a
+/// little, see [`crate::flush::make_progress`]) until one is free; gives up
+/// (`None`) as soon as `give_up` says so, or `make_progress` returns true —
+/// for a writer whose connection closed or failed while it waited.
 pub fn take_unless(
     give_up: &mut dyn FnMut() -> bool,
-    mut make_progress: impl FnMut(),
+    mut make_progress: impl FnMut() -> bool,
 ) -> Option<NonNull<PoolPacket>> {
     loop {
         if let Some(p) = try_take() {
             return Some(p);
         }
-        if give_up() {
+        if give_up() || make_progress() {
             return None;
         }
-        make_progress();
-        let p = pool();
-        let mut s = p.state.lock();
-        if s.busy >= s.limit {
-            // Released packets wake us at once; the timeout bounds the wait
-            // for data the kernel drains without telling us.
-            p.freed.wait_for(&mut s, Duration::from_millis(1));
-        }
+    }
+}
+
+/// Waits at most `timeout` for a packet to be released (at once when one
+/// is free).
+pub fn wait_freed(timeout: Duration) {
+    let p = pool();
+    let mut s = p.state.lock();
+    if s.busy >= s.limit {
+        p.freed.wait_for(&mut s, timeout);
     }
 }
 

@@ -91,7 +91,7 @@ fn enqueue_and_flush(
 /// packets outside a queue (no deadlock) and no other write lands inside
 /// this one. Returns whether a new packet was queued (false: the bytes all
 /// fit in the last queued packet).
-fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bool, Errno> {
+fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> {
     wait_turn(l)?;
     let took = if sent_part {
         0
@@ -113,11 +113,13 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
                 l.conn.streaming_by = Some(std::thread::current().id());
                 let (slot, counter, fd) = (l.slot, l.counter, l.fd);
                 // Waiting is pointless once the connection closed, or its
-                // peer reset it (with nothing queued, no flush would notice).
-                let mut gone = || !slot.conn.lock().is(counter) || sys::peer_failed(fd);
+                // peer reset it (with nothing queued, no flush would notice:
+                // make_progress watches the fd for that).
+                let mut gone = || !slot.conn.lock().is(counter);
+                // make_progress flushes what nobody sends, this connection
+                // included, and waits for what the kernel refused.
                 let p = MutexGuard::unlocked(&mut l.conn, || {
-                    let _ = flush::flush(id);
-                    pool::take_unless(&mut gone, make_progress)
+                    pool::take_unless(&mut gone, || make_progress(Some(fd)))
                 });
                 match p {
                     Some(p) if l.conn.is(l.counter) => p,
@@ -236,7 +238,7 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
         callbacks::touch(id);
         return Ok(());
     }
-    let opened = copy_in(&mut l, id, &data[sent..], sent > 0);
+    let opened = copy_in(&mut l, &data[sent..], sent > 0);
     // The state decides after the bytes are queued (a large write waited
     // for the pool meanwhile, while flushes may have drained the socket).
     // While an EPOLLOUT is owed, try again only once a write opened a new
