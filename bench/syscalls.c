@@ -203,7 +203,7 @@ int main(int argc, char **argv) {
   } else {
     tcp_pair(&w, &r, file || !strcmp(path, "poolwait"));
   }
-  pid_t child = reader(r, w, !strcmp(path, "poolwait"));
+  pid_t child = reader(r, w, file || !strcmp(path, "poolwait"));
   sock_set_non_block(w);
   intptr_t uuid = sock_open(w);
   if (uuid == -1)

@@ -13,10 +13,10 @@ use nix::errno::Errno;
 use parking_lot::MutexGuard;
 
 use crate::callbacks;
-use crate::queue::Entry;
+use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::{Request, Round, SendState, Settle};
 use crate::sys;
-use crate::table::{self, CloseKind, Closed, Conn, Pinned, Slot, close_locked, table};
+use crate::table::{self, CloseKind, Closed, Conn, Locked, Pinned, Slot, close_locked, table};
 use crate::transfer::{self, Sink, Stall};
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
@@ -66,6 +66,107 @@ pub fn flush(id: isize) -> Result<(), Errno> {
     let result = f.run(l.conn);
     drop(f);
     result
+}
+
+/// `sock_sendfile` (or `sock_write2(.is_fd)`) on a connection with nothing
+/// queued, nothing owed and no sender, which flushes inline: this thread
+/// becomes the sender and sends the file at once, with the lock released,
+/// before it is queued — so the `sendfile` also tells whether `fd` is an
+/// open, readable descriptor (`EBADF`: the file is refused, nothing is
+/// queued, an fd that is not open is left alone), where a separate check
+/// would cost a system call per file. What is left of the file goes to the
+/// front of the queue (entries other threads queued meanwhile follow it),
+/// and the turn goes on as any flush.
+pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Result<(), Errno> {
+    let Locked {
+        fd,
+        counter,
+        slot,
+        conn: mut c,
+    } = l;
+    let id = uuid::encode(fd, counter);
+    if c.send.request(me()) != Request::Start {
+        debug_assert!(false, "send_file_now on a connection with a sender");
+        return Err(Errno::EAGAIN);
+    }
+    let mut f = Flusher {
+        id,
+        fd,
+        counter,
+        slot,
+        moved: false,
+        batch: Vec::new(),
+        later: Vec::new(),
+        stall: None,
+        turn: true,
+    };
+    let sink = Sink {
+        fd,
+        uuid: id,
+        socket: c.socket,
+        hooks: None,
+    };
+    let pinned = Pinned::new(slot, c);
+    let t = transfer::send_file_alone(&mut file, &sink);
+    f.moved = t.moved > 0;
+    let file_fd = file.fd;
+    // Not the program's fd any more unless the kernel refused it as not open.
+    let refused_fd = t.failed == Some(Errno::EBADF) && t.moved == 0 && !sys::fd_is_open(file_fd);
+    let entry =
+        (!refused_fd).then(|| Entry::new(Body::File(file), Owner::CloseFd(file_fd), interruptible));
+    let Some(mut c) = f.relock(pinned) else {
+        drop(entry); // closes the file
+        return Err(Errno::ENODEV);
+    };
+    let Some(mut entry) = entry else {
+        // Nothing sent, nothing queued: the turn goes on for what others
+        // queued meanwhile.
+        let _ = f.run(c);
+        return Err(Errno::EBADF);
+    };
+    match t.failed {
+        // An open fd the kernel cannot read from: refused, closed (it was
+        // handed over); the connection is fine.
+        Some(Errno::EBADF) if t.moved == 0 => {
+            let _ = f.run(c);
+            drop(entry);
+            return Err(Errno::EBADF);
+        }
+        Some(e) => {
+            // Dropped (the file closed) once the lock is released.
+            let _release = entry;
+            return match f.fail(c, e) {
+                Next::Stop(r) => r,
+                Next::Settle(..) => unreachable!("fail ends the turn"),
+            };
+        }
+        None => {}
+    }
+    entry.started |= t.moved > 0 || matches!(&entry.body, Body::File(b) if b.stage.is_some());
+    // A file sent whole is released (closed) once the lock is released.
+    let mut _release = None;
+    if entry.is_done() {
+        _release = Some(entry);
+    } else {
+        c.queue.put_back(std::iter::once(entry));
+        table::mark_dirty(fd, &mut c);
+    }
+    f.stall = t.stalled;
+    let round = if t.refused {
+        Round::Refused
+    } else if t.stalled.is_some() {
+        Round::Stalled
+    } else {
+        Round::Progress
+    };
+    match c.send.settle(round) {
+        Settle::Continue => f.run(c),
+        Settle::Owed => f.end(c, Ok(())),
+        Settle::Watch => {
+            f.watch(&mut c);
+            f.end(c, Ok(()))
+        }
+    }
 }
 
 /// One thread's turn as a connection's sender.

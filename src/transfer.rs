@@ -174,6 +174,19 @@ pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
     t
 }
 
+/// Sends what it can of one file window that is not in any queue yet
+/// (`sock_sendfile` on an idle connection, see
+/// [`crate::flush::send_file_now`]).
+pub fn send_file_alone(file: &mut FileBody, sink: &Sink) -> Transfer {
+    let mut t = Transfer::default();
+    sys::block_sigpipe();
+    send_file(file, sink, &mut t);
+    if t.failed.is_some() {
+        sys::consume_sigpipe();
+    }
+    t
+}
+
 /// One gathered write of every memory entry of the batch.
 fn send_mem_gathered(batch: &mut [Entry], sink: &Sink, t: &mut Transfer) {
     let mut iov: [iovec; crate::queue::MAX_BATCH] = [iovec {

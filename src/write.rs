@@ -17,7 +17,7 @@ use crate::pool::{self, PoolPacket};
 use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::SendState;
 use crate::sys;
-use crate::table::{self, CloseKind, Locked, close_locked};
+use crate::table::{self, CloseKind, Conn, Locked, close_locked};
 use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s, sock_write_info_s};
 
 /// Waits while another write streams into the connection.
@@ -259,13 +259,54 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// A file window to send: `remaining` bytes of `fd` from `offset`.
+fn file_body(fd: RawFd, offset: libc::off_t, remaining: u64) -> FileBody {
+    FileBody {
+        fd,
+        offset,
+        remaining,
+        no_sendfile: false,
+        stage: None,
+        eof: false,
+    }
+}
+
+/// Whether a file written to this connection is sent at once by the writing
+/// thread ([`flush::send_file_now`]): nothing queued or owed, no sender,
+/// no hook (the read-and-write path) and flushes that run inline.
+fn sends_file_now(c: &Conn) -> bool {
+    c.send == SendState::Idle
+        && c.queue.is_empty()
+        && c.urgent_waiting.is_empty()
+        && !c.streaming
+        && !c.listening
+        && c.hooks.is_null()
+        && callbacks::flushes_inline()
+}
+
 /// `sock_write2_fn`.
 pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
     // With `move` or `is_fd`, the buffer or file is ours from here, even when
     // the call fails: `owned` releases it on every early return.
     let fd = o.buffer as isize;
     let owned = if o.is_fd() {
-        if fd < 0 || fd > i32::MAX as isize || !sys::fd_is_open(fd as RawFd) {
+        if fd < 0 || fd > i32::MAX as isize {
+            return Err(Errno::EBADF);
+        }
+        if o.length > 0
+            && o.offset >= 0
+            && !o.is_urgent()
+            && let Some(l) = table::lock(o.fduuid)
+            && sends_file_now(&l.conn)
+        {
+            // The sendfile itself says whether the fd is open.
+            return flush::send_file_now(
+                l,
+                file_body(fd as RawFd, o.offset, o.length as u64),
+                true,
+            );
+        }
+        if !sys::fd_is_open(fd as RawFd) {
             return Err(Errno::EBADF);
         }
         Some(Owner::CloseFd(fd as RawFd))
@@ -299,14 +340,7 @@ pub fn write(o: &sock_write_info_s) -> Result<(), Errno> {
     let interruptible = !urgent;
     let entry = match owned {
         Some(owner) if o.is_fd() => Entry::new(
-            Body::File(FileBody {
-                fd: fd as RawFd,
-                offset: o.offset,
-                remaining: length as u64,
-                no_sendfile: false,
-                stage: None,
-                eof: false,
-            }),
+            Body::File(file_body(fd as RawFd, o.offset, length as u64)),
             owner,
             interruptible,
         ),
