@@ -28,6 +28,7 @@ bench-progs: build
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/mem bench/mem.c $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/flushall bench/flushall.c $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/syscalls bench/syscalls.c $(BENCH_LIBS)
+	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/burst bench/burst.c $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -DNO_LIBSOCK -o $(BENCH_DIR)/mem_raw bench/mem.c
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/http_hello_lib $(BENCH_HTTP) $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/http_hello_raw $(BENCH_HTTP) bench/rawsock.c

@@ -367,6 +367,7 @@ impl Flusher {
     fn drained(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
         c.send.drained();
         c.stalls = 0;
+        c.queue.shrink_when_empty();
         table::clear_dirty(self.fd, &mut c);
         if c.close_when_done && !c.hook_pending && !c.streaming {
             self.turn = false;

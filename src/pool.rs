@@ -4,8 +4,13 @@
 //! The bound (default `BUFFER_PACKET_POOL`) caps the memory the user-land
 //! buffer may hold. It is read once from the environment variable
 //! `LIBSOCK_PACKET_POOL` and can be changed at run time with
-//! `sock_set_packet_pool_size`. A few released packets are kept for reuse;
-//! the rest are returned to the allocator, so a burst does not pin memory.
+//! `sock_set_packet_pool_size`. Released packets are kept for reuse (up to
+//! 64); beyond that they are returned to the allocator. Once the pool has
+//! been quiet for a moment (no packet allocated or freed for
+//! [`TRIM_AFTER`]) after holding more than a few, it keeps only a few and
+//! asks the allocator to give its free memory back to the system
+//! (`malloc_trim`), so a burst does not pin memory: freed packets otherwise
+//! stay resident in the allocator's arenas.
 //!
 //! Packets handed to the program (`sock_checkout_packet`) are remembered, so a
 //! pointer that did not come from the pool, or a packet released twice, is
@@ -53,6 +58,13 @@ impl PoolPacket {
 
 /// Released packets kept for reuse beyond which memory goes back to malloc.
 const KEEP_IDLE: usize = 64;
+/// Idle packets kept once the pool has been quiet for [`TRIM_AFTER`]: a
+/// burst's packets go back to the allocator, and the allocator gives the
+/// memory back to the system ([`trim`]).
+const KEEP_QUIET: usize = 4;
+/// How long the pool must go without allocating or freeing packets before
+/// memory is given back (the trim waits while load goes on).
+pub const TRIM_AFTER: Duration = Duration::from_millis(200);
 
 struct State {
     idle: Vec<NonNull<PoolPacket>>,
@@ -62,6 +74,11 @@ struct State {
     /// Packets currently checked out by the program, with the thread that
     /// took each.
     lent: HashMap<usize, ThreadId>,
+    /// Packets allocated or freed so far (not recycled ones): the trim waits
+    /// until this stops changing.
+    churn: u64,
+    /// `churn` when a trim was last scheduled; `None`: none is scheduled.
+    trim_at_churn: Option<u64>,
 }
 
 // SAFETY: the raw pointers are owned by the pool while in `idle`; access is
@@ -87,6 +104,8 @@ fn pool() -> &'static Pool {
                 busy: 0,
                 limit,
                 lent: HashMap::new(),
+                churn: 0,
+                trim_at_churn: None,
             }),
             freed: Condvar::new(),
         }
@@ -121,6 +140,7 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
     let packet = match s.idle.pop() {
         Some(p) => p,
         None => {
+            s.churn += 1;
             let layout = std::alloc::Layout::new::<PoolPacket>();
             // SAFETY: the layout is non-zero-sized; storage need not be
             // initialised (it is written before it is read), the header is
@@ -186,21 +206,70 @@ pub fn put(packet: NonNull<PoolPacket>) {
     let p = pool();
     let mut s = p.state.lock();
     s.busy -= 1;
-    if s.idle.len() < KEEP_IDLE {
+    let kept = s.idle.len() < KEEP_IDLE;
+    if kept {
         s.idle.push(packet);
-        drop(s);
     } else {
-        drop(s);
-        // SAFETY: the packet was allocated in try_take with this layout and
-        // nobody holds it any more.
-        unsafe {
-            std::alloc::dealloc(
-                packet.as_ptr().cast(),
-                std::alloc::Layout::new::<PoolPacket>(),
-            )
-        };
+        s.churn += 1;
+    }
+    // More memory is held than a quiet pool keeps: give it back once the
+    // pool is quiet.
+    let schedule = s.trim_at_churn.is_none() && (!kept || s.idle.len() > KEEP_QUIET);
+    if schedule {
+        s.trim_at_churn = Some(s.churn);
+    }
+    drop(s);
+    if !kept {
+        dealloc(packet);
     }
     p.freed.notify_one();
+    if schedule {
+        crate::waker::trim_after(TRIM_AFTER);
+    }
+}
+
+fn dealloc(packet: NonNull<PoolPacket>) {
+    // SAFETY: the packet was allocated in try_take with this layout and
+    // nobody holds it any more.
+    unsafe {
+        std::alloc::dealloc(
+            packet.as_ptr().cast(),
+            std::alloc::Layout::new::<PoolPacket>(),
+        )
+    };
+}
+
+/// Gives memory back after a burst (called by the waker, [`TRIM_AFTER`]
+/// after it was scheduled): if packets were allocated or freed meanwhile,
+/// the load goes on and it returns the delay to look again; otherwise it
+/// frees the idle packets beyond `KEEP_QUIET` and asks the allocator to
+/// return its free memory to the system (`malloc_trim`: freed packets
+/// otherwise stay resident in its arenas), and returns `None`.
+pub fn trim() -> Option<Duration> {
+    let mut s = pool().state.lock();
+    let seen = s.trim_at_churn?;
+    if s.churn != seen {
+        s.trim_at_churn = Some(s.churn);
+        return Some(TRIM_AFTER);
+    }
+    s.trim_at_churn = None;
+    let keep = KEEP_QUIET.min(s.idle.len());
+    let surplus: Vec<NonNull<PoolPacket>> = s.idle.drain(keep..).collect();
+    s.churn += surplus.len() as u64;
+    drop(s);
+    surplus.into_iter().for_each(dealloc);
+    release_free_memory();
+    None
+}
+
+/// Asks the C allocator to return the free memory of its arenas to the
+/// system.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Records that `packet` is now the program's (taken by this thread).

@@ -7,8 +7,11 @@
 //!   than a few times in a row): flushed again after a short delay that
 //!   doubles while it goes on (1 ms up to 64 ms).
 //!
-//! One thread, started at the first such stall (most programs never start
-//! it), waits with `poll` on the watched sources and the nearest deadline.
+//! It also gives memory back once a burst is over ([`crate::pool::trim`]).
+//!
+//! One thread, started at the first such stall or burst (a program whose
+//! writes never queue more than a few packets never starts it), waits with
+//! `poll` on the watched sources and the nearest deadline.
 //! A watch is one-shot and holds no reference to the connection: when it
 //! fires, the UUID is flushed through the usual path, which does nothing if
 //! the connection closed meanwhile. After `fork`, the child starts its own
@@ -32,6 +35,8 @@ struct Watch {
 
 struct State {
     watches: Vec<Watch>,
+    /// When to give memory back ([`crate::pool::trim`]).
+    trim_due: Option<Instant>,
     /// The process that started the thread (a forked child has none).
     thread_of: Option<u32>,
 }
@@ -44,6 +49,7 @@ struct Waker {
 static WAKER: Waker = Waker {
     state: Mutex::new(State {
         watches: Vec::new(),
+        trim_due: None,
         thread_of: None,
     }),
     added: Condvar::new(),
@@ -63,17 +69,32 @@ pub fn watch(uuid: isize, fd: Option<RawFd>, delay: Duration) {
             due: Instant::now() + delay,
         });
     }
+    start(&mut s);
+    drop(s);
+    WAKER.added.notify_one();
+}
+
+/// Calls [`crate::pool::trim`] after `delay` (and again after the delay
+/// it returns, while it returns one).
+pub fn trim_after(delay: Duration) {
+    let mut s = WAKER.state.lock();
+    s.trim_due = Some(Instant::now() + delay);
+    start(&mut s);
+    drop(s);
+    WAKER.added.notify_one();
+}
+
+/// Starts the thread in this process unless it runs.
+fn start(s: &mut State) {
     let pid = std::process::id();
     if s.thread_of != Some(pid) {
         let started = std::thread::Builder::new()
             .name("libsock-waker".into())
             .spawn(run)
             .is_ok();
-        // Without a thread (out of resources), the next watch tries again.
+        // Without a thread (out of resources), the next call tries again.
         s.thread_of = started.then_some(pid);
     }
-    drop(s);
-    WAKER.added.notify_one();
 }
 
 /// The waker thread.
@@ -81,11 +102,29 @@ fn run() {
     loop {
         let (uuids, fds, timeout) = {
             let mut s = WAKER.state.lock();
-            while s.watches.is_empty() {
+            while s.watches.is_empty() && s.trim_due.is_none() {
                 WAKER.added.wait(&mut s);
             }
             let now = Instant::now();
-            let next = s.watches.iter().map(|w| w.due).min().unwrap_or(now);
+            if s.trim_due.is_some_and(|due| due <= now) {
+                s.trim_due = None;
+                drop(s);
+                let again = crate::boundary::guard(None, crate::pool::trim);
+                let mut s = WAKER.state.lock();
+                if let Some(delay) = again
+                    && s.trim_due.is_none()
+                {
+                    s.trim_due = Some(Instant::now() + delay);
+                }
+                continue;
+            }
+            let next = s
+                .watches
+                .iter()
+                .map(|w| w.due)
+                .chain(s.trim_due)
+                .min()
+                .unwrap_or(now);
             let timeout = next.saturating_duration_since(now).min(TICK);
             let uuids: Vec<isize> = s.watches.iter().map(|w| w.uuid).collect();
             let fds: Vec<RawFd> = s.watches.iter().map(|w| w.fd).collect();
