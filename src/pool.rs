@@ -6,7 +6,7 @@
 //! `LIBSOCK_PACKET_POOL` and can be changed at run time with
 //! `sock_set_packet_pool_size`. Released packets are kept for reuse (up to
 //! 64); beyond that they are returned to the allocator. Once the pool has
-//! been quiet for a moment (no packet allocated or freed for
+//! been quiet for a moment (no packet taken or released for
 //! [`TRIM_AFTER`]) after holding more than a few, it keeps only a few and
 //! asks the allocator to give its free memory back to the system
 //! (`malloc_trim`), so a burst does not pin memory: freed packets otherwise
@@ -62,7 +62,7 @@ const KEEP_IDLE: usize = 64;
 /// burst's packets go back to the allocator, and the allocator gives the
 /// memory back to the system ([`trim`]).
 const KEEP_QUIET: usize = 4;
-/// How long the pool must go without allocating or freeing packets before
+/// How long the pool must go without a packet taken or released before
 /// memory is given back (the trim waits while load goes on).
 pub const TRIM_AFTER: Duration = Duration::from_millis(200);
 
@@ -74,11 +74,11 @@ struct State {
     /// Packets currently checked out by the program, with the thread that
     /// took each.
     lent: HashMap<usize, ThreadId>,
-    /// Packets allocated or freed so far (not recycled ones): the trim waits
-    /// until this stops changing.
-    churn: u64,
-    /// `churn` when a trim was last scheduled; `None`: none is scheduled.
-    trim_at_churn: Option<u64>,
+    /// Packets taken and released so far: the trim waits until this stops
+    /// changing (the pool is quiet).
+    ops: u64,
+    /// `ops` when a trim was last scheduled; `None`: none is scheduled.
+    trim_at_ops: Option<u64>,
 }
 
 // SAFETY: the raw pointers are owned by the pool while in `idle`; access is
@@ -104,8 +104,8 @@ fn pool() -> &'static Pool {
                 busy: 0,
                 limit,
                 lent: HashMap::new(),
-                churn: 0,
-                trim_at_churn: None,
+                ops: 0,
+                trim_at_ops: None,
             }),
             freed: Condvar::new(),
         }
@@ -137,10 +137,10 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
     if s.busy >= s.limit {
         return None;
     }
+    s.ops += 1;
     let packet = match s.idle.pop() {
         Some(p) => p,
         None => {
-            s.churn += 1;
             let layout = std::alloc::Layout::new::<PoolPacket>();
             // SAFETY: the layout is non-zero-sized; storage need not be
             // initialised (it is written before it is read), the header is
@@ -206,17 +206,16 @@ pub fn put(packet: NonNull<PoolPacket>) {
     let p = pool();
     let mut s = p.state.lock();
     s.busy -= 1;
+    s.ops += 1;
     let kept = s.idle.len() < KEEP_IDLE;
     if kept {
         s.idle.push(packet);
-    } else {
-        s.churn += 1;
     }
     // More memory is held than a quiet pool keeps: give it back once the
     // pool is quiet.
-    let schedule = s.trim_at_churn.is_none() && (!kept || s.idle.len() > KEEP_QUIET);
+    let schedule = s.trim_at_ops.is_none() && (!kept || s.idle.len() > KEEP_QUIET);
     if schedule {
-        s.trim_at_churn = Some(s.churn);
+        s.trim_at_ops = Some(s.ops);
     }
     drop(s);
     if !kept {
@@ -240,22 +239,21 @@ fn dealloc(packet: NonNull<PoolPacket>) {
 }
 
 /// Gives memory back after a burst (called by the waker, [`TRIM_AFTER`]
-/// after it was scheduled): if packets were allocated or freed meanwhile,
+/// after it was scheduled): if packets were taken or released meanwhile,
 /// the load goes on and it returns the delay to look again; otherwise it
 /// frees the idle packets beyond `KEEP_QUIET` and asks the allocator to
 /// return its free memory to the system (`malloc_trim`: freed packets
 /// otherwise stay resident in its arenas), and returns `None`.
 pub fn trim() -> Option<Duration> {
     let mut s = pool().state.lock();
-    let seen = s.trim_at_churn?;
-    if s.churn != seen {
-        s.trim_at_churn = Some(s.churn);
+    let seen = s.trim_at_ops?;
+    if s.ops != seen {
+        s.trim_at_ops = Some(s.ops);
         return Some(TRIM_AFTER);
     }
-    s.trim_at_churn = None;
+    s.trim_at_ops = None;
     let keep = KEEP_QUIET.min(s.idle.len());
     let surplus: Vec<NonNull<PoolPacket>> = s.idle.drain(keep..).collect();
-    s.churn += surplus.len() as u64;
     drop(s);
     surplus.into_iter().for_each(dealloc);
     release_free_memory();

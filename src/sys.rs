@@ -246,7 +246,8 @@ pub fn wait_readable(fds: &[RawFd], timeout: std::time::Duration) -> Vec<bool> {
             revents: 0,
         })
         .collect();
-    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // Rounded up: a wait shorter than a millisecond is not a busy poll.
+    let ms = c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX);
     // SAFETY: `polled` is a valid array of pollfd for its length; poll
     // ignores entries with a negative fd.
     let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
