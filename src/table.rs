@@ -216,7 +216,6 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
     dropped.extend(c.urgent_waiting.drain(..));
     dropped.extend(c.after_stream.drain(..));
-    clear_dirty(fd, c);
     slot.changed.notify_all();
     let finish = if c.pins > 0 {
         // The fd number stays ours until the threads inside a call on it are
@@ -413,8 +412,12 @@ type FdSet = HashSet<RawFd, std::hash::BuildHasherDefault<FdHasher>>;
 /// slot, so their cost follows the connections with data, not the highest
 /// fd ever used. Invariant: a connection with data ([`Conn::pending`]) has
 /// its `dirty` flag set and its fd in the set; the flag and the set change
-/// together, under the slot lock. Lock order: a slot's lock, then this one
-/// (held only for the set operation, never while taking a slot's lock).
+/// together, under the slot lock. An fd leaves the set only when a visit
+/// finds its connection without data ([`clear_dirty`]), not when a flush
+/// drains it: a connection that queues and drains on every request (a
+/// flush handed to `async_run`) costs the set nothing after its first
+/// time. Lock order: a slot's lock, then this one (held only for the set
+/// operation, never while taking a slot's lock).
 static DIRTY: Mutex<FdSet> = Mutex::new(HashSet::with_hasher(std::hash::BuildHasherDefault::new()));
 
 /// Lists the connection on `fd` among those with data: called, under its
@@ -427,8 +430,8 @@ pub fn mark_dirty(fd: RawFd, c: &mut Conn) {
 }
 
 /// Takes the connection on `fd` off the list when it has no data left
-/// (under its slot lock): after a flush drained it, when it closes, or when
-/// a visit finds it empty.
+/// (under its slot lock): when a visit (`sock_flush_all`, a pool wait)
+/// finds it empty or closed.
 pub fn clear_dirty(fd: RawFd, c: &mut Conn) {
     if c.dirty && !c.pending() {
         c.dirty = false;
