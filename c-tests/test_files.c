@@ -3,6 +3,9 @@
 #include "util.h"
 
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define FILE_SIZE ((size_t)(3 * 1024 * 1024 + 123))
 
@@ -309,6 +312,56 @@ TEST(sendfile_unusable_fd_refused_connection_lives) {
   conn_force_close(&c);
 }
 
+/* The library's sendfile goes through here (the program's definition wins
+ * over the C library's, with libsock.so as with libsock.a): while
+ * `close_in_sendfile` names a connection, the first call asks for its close
+ * first, from inside the write that sends the file. */
+static intptr_t close_in_sendfile = -1;
+
+static ssize_t real_sendfile(int out, int in, off_t *off, size_t count) {
+  return syscall(SYS_sendfile, out, in, off, count);
+}
+ssize_t sendfile(int out, int in, off_t *off, size_t count) {
+  intptr_t u = close_in_sendfile;
+  if (u != -1) {
+    close_in_sendfile = -1;
+    sock_close(u); /* the sender is this very call: recorded for it */
+  }
+  return real_sendfile(out, in, off, count);
+}
+ssize_t sendfile64(int out, int in, off64_t *off, size_t count) {
+  return sendfile(out, in, (off_t *)off, count);
+}
+
+/* A file accepted and sent is not reported as refused because the
+ * connection closed right after it: sock_sendfile on an idle connection
+ * sends at once, and a sock_close that arrives meanwhile completes when
+ * the file is out — the call still answers 0, the peer gets the whole
+ * file, then the end of the stream. */
+TEST(sendfile_accepted_when_a_close_completes_right_after_it) {
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  size_t n = 100000;
+  int fd = make_temp_file(n, 9);
+  REQUIRE(fd >= 0);
+  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 9,
+               .until_eof = 1, .timeout_ms = 10000};
+  drain_start(&d);
+  close_in_sendfile = c.uuid;
+  errno = 0;
+  ssize_t r = sock_sendfile(c.uuid, fd, 0, n);
+  int err = errno;
+  close_in_sendfile = -1;
+  CHECK_MSG(r == 0, "sock_sendfile answered %zd (errno %d) for a file it "
+            "sent", r, err);
+  drain_join(&d);
+  CHECK_EQ(d.got, n);
+  CHECK_EQ(d.bad_at, SIZE_MAX);
+  CHECK(d.eof);
+  CHECK_EQ(sock_isvalid(c.uuid), 0);
+  close(c.raw);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(sendfile_whole_file_tcp);
@@ -324,5 +377,6 @@ int main(int argc, char **argv) {
   RUN(sendfile_invalid_uuid);
   RUN(sendfile_closes_after_close_request);
   RUN(sendfile_unusable_fd_refused_connection_lives);
+  RUN(sendfile_accepted_when_a_close_completes_right_after_it);
   return HARNESS_END();
 }

@@ -87,7 +87,9 @@ pub fn flush(id: isize) -> Result<(), Errno> {
 /// queued, an fd that is not open is left alone), where a separate check
 /// would cost a system call per file. What is left of the file goes to the
 /// front of the queue (entries other threads queued meanwhile follow it),
-/// and the turn goes on as any flush.
+/// and the turn goes on as any flush. Apart from `EBADF`, the file counts as
+/// accepted (0), as a queued one would: a connection that fails or closes
+/// meanwhile is closed, as it would be when the queued file's turn came.
 pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Result<(), Errno> {
     let Locked {
         fd,
@@ -126,8 +128,14 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
     let entry =
         (!refused_fd).then(|| Entry::new(Body::File(file), Owner::CloseFd(file_fd), interruptible));
     let Some(mut c) = f.relock(pinned) else {
+        // Closed meanwhile by another thread: the file was accepted (and
+        // maybe sent), as when it is queued and the connection closes.
         drop(entry); // closes the file
-        return Err(Errno::ENODEV);
+        return if refused_fd {
+            Err(Errno::EBADF)
+        } else {
+            Ok(())
+        };
     };
     let Some(mut entry) = entry else {
         // Nothing sent, nothing queued: the turn goes on for what others
@@ -144,12 +152,12 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
             return Err(Errno::EBADF);
         }
         Some(e) => {
-            // Dropped (the file closed) once the lock is released.
+            // The connection failed: closed, as when a queued file meets
+            // the failure; the file was accepted. Dropped (closed) once the
+            // lock is released.
             let _release = entry;
-            return match f.fail(c, e) {
-                Next::Stop(r) => r,
-                Next::Settle(..) => unreachable!("fail ends the turn"),
-            };
+            let _ = f.fail(c, e);
+            return Ok(());
         }
         None => {}
     }
@@ -170,14 +178,17 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
     } else {
         Round::Progress
     };
-    match c.send.settle(round) {
+    // The file is accepted: what the rest of the turn meets (a pending
+    // close completed, a failure) is the connection's, not this write's.
+    let _ = match c.send.settle(round) {
         Settle::Continue => f.run(c),
         Settle::Owed => f.end(c, Ok(())),
         Settle::Watch => {
             f.watch(&mut c);
             f.end(c, Ok(()))
         }
-    }
+    };
+    Ok(())
 }
 
 /// One thread's turn as a connection's sender.
