@@ -9,7 +9,11 @@
  * and bytes the kernel does not take at once are copied into a malloc'd
  * queue, sent when epoll reports the socket writable.
  *
- * UUIDs are plain fds (no generation counter); not thread-safe.
+ * UUIDs are plain fds (no generation counter). Not thread-safe, unless
+ * built with -DRAWSOCK_THREADS (bench/loop_mt.c, the 2017 server pattern):
+ * then every connection has a mutex, held while its queue is used or its
+ * socket written (as a hand-written threaded server would), never while
+ * calling the program's callbacks.
  */
 #define _GNU_SOURCE
 #include "libsock.h"
@@ -22,6 +26,9 @@
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#ifdef RAWSOCK_THREADS
+#include <pthread.h>
+#endif
 
 typedef struct out_s {
   struct out_s *next;
@@ -35,7 +42,18 @@ typedef struct out_s {
 typedef struct {
   unsigned open : 1, closing : 1;
   out_s *head, *tail;
+#ifdef RAWSOCK_THREADS
+  pthread_mutex_t mu;
+#endif
 } raw_conn_s;
+
+#ifdef RAWSOCK_THREADS
+#define LOCK(c) pthread_mutex_lock(&(c)->mu)
+#define UNLOCK(c) pthread_mutex_unlock(&(c)->mu)
+#else
+#define LOCK(c) ((void)(c))
+#define UNLOCK(c) ((void)(c))
+#endif
 
 static raw_conn_s *conns;
 static size_t nconns;
@@ -51,6 +69,10 @@ ssize_t sock_max_capacity(void) {
     cap = (ssize_t)rl.rlim_cur;
     conns = calloc((size_t)cap, sizeof *conns);
     nconns = (size_t)cap;
+#ifdef RAWSOCK_THREADS
+    for (size_t i = 0; i < nconns; i++)
+      pthread_mutex_init(&conns[i].mu, NULL);
+#endif
     signal(SIGPIPE, SIG_IGN);
   }
   return cap;
@@ -60,6 +82,19 @@ static raw_conn_s *conn(intptr_t uuid) {
   if (uuid < 0 || (size_t)uuid >= nconns || !conns[uuid].open)
     return NULL;
   return &conns[uuid];
+}
+
+/* The connection `uuid`, locked, if open (NULL otherwise). */
+static raw_conn_s *conn_locked(intptr_t uuid) {
+  if (uuid < 0 || (size_t)uuid >= nconns)
+    return NULL;
+  raw_conn_s *c = &conns[uuid];
+  LOCK(c);
+  if (!c->open) {
+    UNLOCK(c);
+    return NULL;
+  }
+  return c;
 }
 
 int sock_set_non_block(int fd) {
@@ -75,7 +110,12 @@ static intptr_t open_fd(int fd) {
     errno = EMFILE;
     return -1;
   }
-  conns[fd] = (raw_conn_s){.open = 1};
+  raw_conn_s *c = &conns[fd];
+  LOCK(c);
+  c->open = 1;
+  c->closing = 0;
+  c->head = c->tail = NULL;
+  UNLOCK(c);
   return fd;
 }
 
@@ -106,24 +146,34 @@ intptr_t sock_accept(intptr_t srv) {
   return fd < 0 ? -1 : open_fd(fd);
 }
 
-static void do_close(intptr_t uuid, int force) {
-  raw_conn_s *c = conn(uuid);
-  if (!c)
-    return;
-  for (out_s *o = c->head, *n; o; o = n) {
+static void free_queue(out_s *o) {
+  for (out_s *n; o; o = n) {
     n = o->next;
     if (o->file >= 0)
       close(o->file);
     free(o);
   }
+}
+
+/* Closes the locked connection `c`: unlocks it, then releases its queue
+ * and calls reactor_on_close. */
+static void close_unlock(raw_conn_s *c, intptr_t uuid, int force) {
+  out_s *q = c->head;
+  c->head = c->tail = NULL;
+  c->open = c->closing = 0;
   if (force)
     shutdown((int)uuid, SHUT_RDWR);
   close((int)uuid);
-  *c = (raw_conn_s){0};
+  UNLOCK(c);
+  free_queue(q);
   reactor_on_close(uuid);
 }
 
-void sock_force_close(intptr_t uuid) { do_close(uuid, 1); }
+void sock_force_close(intptr_t uuid) {
+  raw_conn_s *c = conn_locked(uuid);
+  if (c)
+    close_unlock(c, uuid, 1);
+}
 
 ssize_t sock_read(intptr_t uuid, void *buf, size_t count) {
   if (!conn(uuid)) {
@@ -141,12 +191,9 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count) {
   return -1;
 }
 
-/* Sends queued items until done or the kernel is full: 0, or -1 if closed. */
-ssize_t sock_flush(intptr_t uuid) {
-  raw_conn_s *c = conn(uuid);
-  if (!c)
-    return -1;
-  int moved = 0;
+/* Sends queued items of the locked `c` until done or the kernel is full:
+ * 0, or -1 when it closed the connection (then unlocked). */
+static ssize_t flush_locked(raw_conn_s *c, intptr_t uuid, int *moved) {
   while (c->head) {
     out_s *o = c->head;
     ssize_t n = o->file >= 0
@@ -155,12 +202,12 @@ ssize_t sock_flush(intptr_t uuid) {
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR)
         break;
-      sock_force_close(uuid);
+      close_unlock(c, uuid, 1);
       return -1;
     }
     if (n == 0 && o->file >= 0)
       o->left = 0; /* end of file */
-    moved |= n > 0;
+    *moved |= n > 0;
     o->left -= (size_t)n;
     o->pos += (size_t)n;
     if (o->left == 0) {
@@ -172,26 +219,45 @@ ssize_t sock_flush(intptr_t uuid) {
       free(o);
     }
   }
-  if (moved)
-    sock_touch(uuid);
   if (!c->head && c->closing) {
-    do_close(uuid, 0);
+    close_unlock(c, uuid, 0);
     return -1;
   }
   return 0;
 }
 
+ssize_t sock_flush(intptr_t uuid) {
+  raw_conn_s *c = conn_locked(uuid);
+  if (!c)
+    return -1;
+  int moved = 0;
+  ssize_t r = flush_locked(c, uuid, &moved);
+  if (r == 0)
+    UNLOCK(c);
+  if (moved)
+    sock_touch(uuid);
+  return r;
+}
+
 void sock_close(intptr_t uuid) {
-  raw_conn_s *c = conn(uuid);
+  raw_conn_s *c = conn_locked(uuid);
   if (!c)
     return;
   c->closing = 1;
-  sock_flush(uuid);
+  int moved = 0;
+  if (flush_locked(c, uuid, &moved) == 0)
+    UNLOCK(c);
+  if (moved)
+    sock_touch(uuid);
 }
 
 int sock_packets_pending(intptr_t uuid) {
-  raw_conn_s *c = conn(uuid);
-  return c && c->head;
+  raw_conn_s *c = conn_locked(uuid);
+  if (!c)
+    return 0;
+  int r = c->head != NULL;
+  UNLOCK(c);
+  return r;
 }
 
 static void enqueue(raw_conn_s *c, out_s *o) {
@@ -203,8 +269,9 @@ static void enqueue(raw_conn_s *c, out_s *o) {
 }
 
 ssize_t sock_write2_fn(sock_write_info_s o) {
-  raw_conn_s *c = conn(o.fduuid);
+  raw_conn_s *c = conn_locked(o.fduuid);
   int fd = (int)o.fduuid;
+  int moved = 0;
   if (o.is_fd) {
     int file = (int)(intptr_t)o.buffer;
     if (!c) {
@@ -219,7 +286,7 @@ ssize_t sock_write2_fn(sock_write_info_s o) {
       if (n <= 0) {
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
           close(file);
-          sock_force_close(o.fduuid);
+          close_unlock(c, o.fduuid, 1);
           return -1;
         }
         if (n == 0)
@@ -227,15 +294,18 @@ ssize_t sock_write2_fn(sock_write_info_s o) {
         break;
       }
       left -= (size_t)n;
-      sock_touch(o.fduuid);
+      moved = 1;
     }
     if (!left) {
       close(file);
-      return 0;
+    } else {
+      out_s *q = malloc(sizeof *q);
+      *q = (out_s){.file = file, .offset = off, .left = left};
+      enqueue(c, q);
     }
-    out_s *q = malloc(sizeof *q);
-    *q = (out_s){.file = file, .offset = off, .left = left};
-    enqueue(c, q);
+    UNLOCK(c);
+    if (moved)
+      sock_touch(o.fduuid);
     return 0;
   }
   const char *buf = o.buffer;
@@ -252,12 +322,12 @@ ssize_t sock_write2_fn(sock_write_info_s o) {
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
       if (o.move)
         free((void *)buf);
-      sock_force_close(o.fduuid);
+      close_unlock(c, o.fduuid, 1);
       return -1;
     }
     if (n > 0) {
       done = (size_t)n;
-      sock_touch(o.fduuid);
+      moved = 1;
     }
   }
   if (done < len) {
@@ -266,7 +336,10 @@ ssize_t sock_write2_fn(sock_write_info_s o) {
     memcpy(q->data, buf + done, len - done);
     enqueue(c, q);
   }
+  UNLOCK(c);
   if (o.move)
     free((void *)buf);
+  if (moved)
+    sock_touch(o.fduuid);
   return 0;
 }

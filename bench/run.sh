@@ -15,6 +15,11 @@
 #                           connection): runs of ~1 s, steadier than 0.25 s
 #   BENCH_HTTP_SECONDS=3    duration of one wrk run
 #   BENCH_MEM_CONNS=10000   connections of the memory cases
+#   BENCH_IDLE_CONNS=100000 idle connections beside 10 busy ones in the
+#                           sock_flush_all case (fewer if RLIMIT_NOFILE's
+#                           hard limit does not allow them)
+#   BENCH_BURST_CONNS=1000  connections of the memory-after-a-burst case
+#                           (each queues 256 KiB)
 #   BENCH_QUICK=1           everything ~10x smaller, 1 run each (a smoke test;
 #                           the numbers are not meaningful)
 #   BENCH_OUT=BENCHMARKS.md where the report goes
@@ -28,7 +33,7 @@ if [[ -n ${BENCH_QUICK:-} ]]; then
   : "${BENCH_RUNS:=1}" "${BENCH_SLOW_RUNS:=1}" "${BENCH_HTTP_RUNS:=1}"
   : "${BENCH_SMALL_MSGS:=100000}" "${BENCH_BULK_MIB:=128}" "${BENCH_FILE_MIB:=128}"
   : "${BENCH_FILE_PASSES:=1}" "${BENCH_BULK_PASSES:=1}"
-  : "${BENCH_HTTP_SECONDS:=1}" "${BENCH_MEM_CONNS:=1000}"
+  : "${BENCH_HTTP_SECONDS:=1}" "${BENCH_MEM_CONNS:=1000}" "${BENCH_IDLE_CONNS:=10000}"
 fi
 RUNS=${BENCH_RUNS:-7}
 SLOW_RUNS=${BENCH_SLOW_RUNS:-3}
@@ -40,6 +45,8 @@ FILE_MIB=${BENCH_FILE_MIB:-1024}
 FILE_PASSES=${BENCH_FILE_PASSES:-4}
 HTTP_SECONDS=${BENCH_HTTP_SECONDS:-3}
 MEM_CONNS=${BENCH_MEM_CONNS:-10000}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
+BURST_CONNS=${BENCH_BURST_CONNS:-1000}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 B=build/bench
 
@@ -228,7 +235,8 @@ measure() {
 # ---- the cases ---------------------------------------------------------------
 
 say "== building (make bench builds build/bench/)"
-for p in sink writer mem mem_raw http_hello_lib http_hello_raw; do
+for p in sink writer mem mem_raw http_hello_lib http_hello_raw http_hello_mt_lib \
+  http_hello_mt_raw syscalls flushall burst; do
   [[ -x $B/$p ]] || { say "missing $B/$p: run make bench"; exit 2; }
 done
 
@@ -261,50 +269,61 @@ rm -f "$file"
 
 # ---- HTTP --------------------------------------------------------------------
 
-declare -A RPS RPS_RUNS
+declare -A RPS RPS_RUNS CPUREQ CPUREQ_RUNS
 http_ok=1
 if [[ $HAVE_WRK == 1 ]]; then
-  say "== HTTP: wrk against http_hello (libsock) and the same server on raw calls"
+  say "== HTTP: wrk against http_hello (libsock) and the same server on raw calls, single-threaded and in the 2017 pattern"
   www="$tmp/www"
   mkdir -p "$www"
   head -c 65536 /dev/urandom >"$www/64k.bin"
-  declare -A URL
-  for impl in lib raw; do
+  declare -A URL SPID
+  # lib/raw: examples/loop.c (one thread); mtlib/mtraw: bench/loop_mt.c (the
+  # 2017 pattern: reactor thread + 4 workers behind async_run)
+  declare -A BIN=([lib]=http_hello_lib [raw]=http_hello_raw [mtlib]=http_hello_mt_lib [mtraw]=http_hello_mt_raw)
+  for impl in lib raw mtlib mtraw; do
     fifo="$tmp/http-$impl.fifo"
     mkfifo "$fifo"
-    "${PIN0[@]}" "$B/http_hello_$impl" -a 127.0.0.1 -p 0 -t 60 "$www" >"$fifo" 2>"$tmp/http-$impl.err" &
+    "${PIN0[@]}" "$B/${BIN[$impl]}" -a 127.0.0.1 -p 0 -t 60 "$www" >"$fifo" 2>"$tmp/http-$impl.err" &
     server_pids+=($!)
+    SPID[$impl]=$!
     exec {hfd}<"$fifo"
     read -r -t 10 -u "$hfd" line
     cat <&"$hfd" >/dev/null &
     exec {hfd}<&-
     URL[$impl]=$(grep -o 'http://[^ ]*' <<<"$line")
-    [[ -n ${URL[$impl]} ]] || { say "http_hello_$impl did not start"; http_ok=0; }
+    [[ -n ${URL[$impl]} ]] || { say "${BIN[$impl]} did not start"; http_ok=0; }
   done
-  wrk_run() { # impl conns path seconds -> requests/s
-    local out
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # user + system
+  wrk_run() { # impl conns path seconds -> "requests/s server-CPU-us-per-request"
+    local out t0 t1 rps
+    t0=$(cpu_ticks "${SPID[$1]}")
     out=$(timeout $(($4 + 30)) "${PIN1[@]}" wrk -t1 -c"$2" -d"$4"s --timeout 5s "${URL[$1]}$3" 2>&1)
+    t1=$(cpu_ticks "${SPID[$1]}")
     if grep -qE 'Socket errors|Non-2xx' <<<"$out"; then
       say "  wrk $1 -c$2 $3: $(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr '\n' ' ')"
     fi
-    sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out"
+    rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out")
+    awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v r="${rps:-0}" -v d="$4" \
+      'BEGIN { if (r > 0) printf "%s %.2f\n", r, t / hz * 1e6 / (r * d); else print "0 nan" }'
   }
   if [[ $http_ok == 1 ]]; then
-    for impl in lib raw; do wrk_run "$impl" 50 / 1 >/dev/null; done # warm-up
+    for impl in lib raw mtlib mtraw; do wrk_run "$impl" 50 / 1 >/dev/null; done # warm-up
     for ((i = 0; i < HTTP_RUNS; i++)); do
-      for case in "50 /" "1000 /" "50 /64k.bin"; do
+      for case in "50 / lib raw" "1000 / lib raw" "50 /64k.bin lib raw" "50 / mtlib mtraw" "1000 / mtlib mtraw"; do
         set -- $case
-        order=(lib raw)
-        ((i % 2)) && order=(raw lib) # alternate who goes first
+        order=("$3" "$4")
+        ((i % 2)) && order=("$4" "$3") # alternate who goes first
         for impl in "${order[@]}"; do
-          v=$(wrk_run "$impl" "$1" "$2" "$HTTP_SECONDS")
+          read -r v cpu < <(wrk_run "$impl" "$1" "$2" "$HTTP_SECONDS")
           RPS_RUNS["$impl $1 $2"]+="${v:-0} "
+          CPUREQ_RUNS["$impl $1 $2"]+="${cpu:-nan} "
         done
       done
     done
     for k in "${!RPS_RUNS[@]}"; do
       RPS[$k]=$(printf '%s\n' ${RPS_RUNS[$k]} | median)
-      say "  $k: ${RPS[$k]} req/s (runs: ${RPS_RUNS[$k]})"
+      CPUREQ[$k]=$(printf '%s\n' ${CPUREQ_RUNS[$k]} | grep -v nan | median)
+      say "  $k: ${RPS[$k]} req/s, ${CPUREQ[$k]} us CPU per request (runs: ${RPS_RUNS[$k]})"
     done
   fi
   # stop both servers cleanly
@@ -341,6 +360,53 @@ for k in "${mem_keys[@]}" raw_start_kb raw_listen_kb; do
   MEM[$k]=$(printf '%s\n' ${MEMRUNS[$k]:-} | median)
 done
 say "  after sock_listen: ${MEM[rss_listen_kb]} KiB (no library: ${MEM[raw_listen_kb]} KiB); idle: ${MEM[idle_bytes_per_conn]} B/connection"
+
+# ---- system calls per write ---------------------------------------------------
+
+say "== system calls per write, by path (bench/syscalls)"
+declare -A SCW SCB
+for path in plain hook hookflush pipe file poolwait; do
+  n=1000
+  out=$(timeout 120 "$B/syscalls" "$path" "$n" 2>"$tmp/syscalls.err") ||
+    { say "syscalls $path failed: $(head -c 300 "$tmp/syscalls.err")"; FAILURES=$((FAILURES + 1)); continue; }
+  SCW[$path]=$(sed -n 's/.*per_write=\([-0-9.]*\).*/\1/p' <<<"$out")
+  SCB[$path]=$(sed -n 's/.*breakdown="\([^"]*\)".*/\1/p' <<<"$out")
+  [[ ${SCW[$path]} == -1.000 || ${SCW[$path]} == -1 ]] && SCW[$path]=n/a
+  say "  $path: ${SCW[$path]} per write (${SCB[$path]})"
+done
+
+# ---- sock_flush_all with many idle connections ---------------------------------
+
+say "== sock_flush_all: 10 connections with data, alone and beside $IDLE_CONNS idle ones"
+declare -A FA
+fa_runs=""
+for ((i = 0; i < 3; i++)); do
+  out=$(timeout 300 "$B/flushall" "$IDLE_CONNS" 10 2000 2>"$tmp/flushall.err") ||
+    { say "flushall failed: $(head -c 300 "$tmp/flushall.err")"; FAILURES=$((FAILURES + 1)); continue; }
+  for k in idle alone_ns with_idle_ns ratio; do
+    FA[$k]+="$(sed -n "s/.*\b$k=\([0-9.]*\).*/\1/p" <<<"$out") "
+  done
+  fa_runs+="$(sed -n 's/.*ratio=\([0-9.]*\).*/\1/p' <<<"$out") "
+done
+for k in idle alone_ns with_idle_ns ratio; do FA[$k]=$(printf '%s\n' ${FA[$k]:-} | median); done
+say "  ${FA[idle]} idle: ${FA[alone_ns]} ns alone, ${FA[with_idle_ns]} ns beside them (ratio ${FA[ratio]}; runs: $fa_runs)"
+
+# ---- memory given back after a burst ---------------------------------------------
+
+say "== memory after a burst: $BURST_CONNS connections x 256 KiB"
+declare -A BU
+for ((i = 0; i < 3; i++)); do
+  out=$(timeout 300 "$B/burst" "$BURST_CONNS" 256 2>"$tmp/burst.err") ||
+    { say "burst failed: $(head -c 300 "$tmp/burst.err")"; FAILURES=$((FAILURES + 1)); continue; }
+  for k in rss_before_kb rss_peak_kb rss_after_kb after_minus_before_kb anon_before_kb anon_after_kb burst_s; do
+    BU[$k]+="$(sed -n "s/.*\b$k=\([-0-9.]*\).*/\1/p" <<<"$out") "
+  done
+done
+BU[runs]=${BU[after_minus_before_kb]:-}
+for k in rss_before_kb rss_peak_kb rss_after_kb after_minus_before_kb anon_before_kb anon_after_kb burst_s; do
+  BU[$k]=$(printf '%s\n' ${BU[$k]:-} | median)
+done
+say "  RSS ${BU[rss_before_kb]} KiB before, ${BU[rss_peak_kb]} KiB at the peak, ${BU[rss_after_kb]} KiB 1 s after (+${BU[after_minus_before_kb]} KiB; runs: ${BU[runs]}); burst ${BU[burst_s]} s"
 
 # ---- the report ----------------------------------------------------------------
 
@@ -436,9 +502,28 @@ if [[ $http_ok == 1 ]]; then
       rows+=("| HTTP \`GET $2\` (sendfile), $1 connections | $(fmt '%.0f' "${RPS[lib $1 $2]}") req/s | $(fmt '%.0f' "${RPS[raw $1 $2]}") req/s | $r | — | |")
     fi
   done
+  rows+=("| ↳ server CPU per request (user + kernel), \`GET /\`, 50 / 1000 connections | $(fmt '%.2f' "${CPUREQ[lib 50 /]:-0}") / $(fmt '%.2f' "${CPUREQ[lib 1000 /]:-0}") µs | $(fmt '%.2f' "${CPUREQ[raw 50 /]:-0}") / $(fmt '%.2f' "${CPUREQ[raw 1000 /]:-0}") µs | — | — | |")
+  for c in 50 1000; do
+    r=$(ratio "${RPS[mtlib $c /]}" "${RPS[mtraw $c /]}")
+    st=$(status "$r" ">=" 1.0)
+    rows+=("| 2017 server pattern (reactor thread + 4 workers behind \`async_run\`), \`GET /\`, $c connections: http_hello vs same server on raw calls | $(fmt '%.0f' "${RPS[mtlib $c /]}") req/s | $(fmt '%.0f' "${RPS[mtraw $c /]}") req/s | **$r** | ≥ 1.00 | $st |")
+    eval "st_mt_$c=\$st r_mt_$c=\$r"
+  done
+  rows+=("| ↳ server CPU per request (user + kernel), 2017 pattern, 50 / 1000 connections | $(fmt '%.2f' "${CPUREQ[mtlib 50 /]:-0}") / $(fmt '%.2f' "${CPUREQ[mtlib 1000 /]:-0}") µs | $(fmt '%.2f' "${CPUREQ[mtraw 50 /]:-0}") / $(fmt '%.2f' "${CPUREQ[mtraw 1000 /]:-0}") µs | — | — | the library's share: the difference |")
 else
   rows+=("| HTTP | — | — | — | ≥ 0.90 | **missed**: not measured (no wrk) |")
 fi
+# system calls per write
+sc_worst=$(printf '%s\n' "${SCW[plain]:-nan}" "${SCW[hook]:-nan}" "${SCW[hookflush]:-nan}" "${SCW[pipe]:-nan}" | sort -g | tail -n 1)
+st_scw=$(status "$sc_worst" "<=" 1.05)
+rows+=("| system calls per 64-byte \`sock_write\` (reader keeps up): plain socket / write hook / write + flush hook / pipe | **${SCW[plain]:-n/a} / ${SCW[hook]:-n/a} / ${SCW[hookflush]:-n/a} / ${SCW[pipe]:-n/a}** | — | — | ≤ 1.05 each | $st_scw |")
+rows+=("| ↳ under backpressure: per 40 KiB \`sock_sendfile\` (16 KiB socket buffers) / per 64 KiB \`sock_write\` waiting for a 16-packet pool | ${SCW[file]:-n/a} / ${SCW[poolwait]:-n/a} | — | — | — | ${SCB[file]:-}; ${SCB[poolwait]:-} |")
+# sock_flush_all
+st_fa=$(status "${FA[ratio]:-nan}" "<=" 1.5)
+rows+=("| \`sock_flush_all\`: 10 connections with data beside ${FA[idle]:-?} idle ones vs the 10 alone | $(calc '%.1f' "${FA[with_idle_ns]:-0} / 1000") µs | $(calc '%.1f' "${FA[alone_ns]:-0} / 1000") µs | **${FA[ratio]:-nan}×** | ≤ 1.5× | $st_fa |")
+# memory after a burst
+st_bu=$(status "${BU[after_minus_before_kb]:-nan}" "<=" 1024)
+rows+=("| memory after a burst ($BURST_CONNS connections × 256 KiB queued): RSS before / peak / 1 s after | ${BU[rss_before_kb]:-?} / ${BU[rss_peak_kb]:-?} / **${BU[rss_after_kb]:-?}** KiB | — | — | after ≤ before + 1 MiB | $st_bu |")
 # memory
 rss_mib=$(calc '%.2f' "${MEM[rss_listen_kb]} / 1024")
 st_rss=$(status "${MEM[rss_listen_kb]}" "<=" 2048)
@@ -468,6 +553,12 @@ if [[ $http_ok == 1 ]]; then
   for c in 50 1000; do
     eval "st=\$st_http_$c r=\$r_http_$c"
     [[ $st == met ]] || notes+=("**HTTP, $c connections ($r× the raw server, target 0.90).** Same source, same system calls per request (\`read\`, one \`sendmsg\`/\`write\` of header and body, and a \`read\` that finds nothing only when a read filled the buffer); the difference is the library's per-call work (UUID validation, the connection's lock, its queue) on every \`sock_read\`/\`sock_write\`/\`sock_flush\`. Runs: lib ${RPS_RUNS[lib $c /]}, raw ${RPS_RUNS[raw $c /]} req/s.")
+  done
+fi
+if [[ $http_ok == 1 ]]; then
+  for c in 50 1000; do
+    eval "st=\$st_mt_$c r=\$r_mt_$c"
+    [[ $st == met ]] || notes+=("**2017 server pattern, $c connections ($r× the raw server, target 1.00).** Server CPU per request: $(fmt '%.2f' "${CPUREQ[mtlib $c /]:-0}") µs with the library, $(fmt '%.2f' "${CPUREQ[mtraw $c /]:-0}") µs raw. The pattern itself costs the library server more than the raw one: the program defines \`async_run\`, so the flush after each answer is handed to a worker as a task (the contract, checked by c-tests/test_cb_async.c) — one more task and thread hand-off per answer than the raw server, which writes inline — and http_hello, which stops reading while an answer is queued (\`sock_packets_pending\` right after the write is true until that task ran), is resumed by one more on_data task that reads once more (EAGAIN). Runs: lib ${RPS_RUNS[mtlib $c /]}, raw ${RPS_RUNS[mtraw $c /]} req/s.")
   done
 fi
 [[ $st_rss == met ]] || notes+=("**RSS after \`sock_listen\` (${MEM[rss_listen_kb]} KiB, target 2048 KiB: $(calc '%.0f' "(${MEM[rss_listen_kb]} - 2048)") KiB over).** Most of it is the C runtime: the same program without the library, listening with raw calls, is at ${MEM[raw_listen_kb]} KiB (resident KiB by mapping: ${MEM[raw_by_mapping]}). With the library: ${MEM[by_mapping]}. The library's share is its code pages touched at load and by the first calls (libsock), \`libgcc_s\` (the unwinder Rust's panic handling links), the first chunk of the connection table (256 slots, allocated for the first fd), and libc pages it uses that the raw program does not (threads; numeric addresses skip the resolver). Most of these are shared, file-backed pages, and the C library's part varies by ~100 KiB from run to run. What would close it: a smaller library text (most of it is Rust's standard library: formatting and the panic machinery), or \`panic = \"abort\"\` (drops \`libgcc_s\`, but a panic would then end the program instead of failing the call).")
@@ -551,6 +642,24 @@ machine() {
   echo "  written on raw \`read\`/\`write\`/\`sendfile\`, copying only what the kernel does not take at once) instead of the"
   echo "  library. Server on CPU 0, \`wrk -t1 -cN -d${HTTP_SECONDS}s --timeout 5s URL\` on CPU 1, after a 1 s warm-up; the two"
   echo "  servers alternate who goes first."
+  echo "- 2017 server pattern: \`build/bench/http_hello_mt_lib\` is \`examples/http_hello.c\` + \`bench/loop_mt.c\` (an edge-triggered"
+  echo "  reactor thread that accepts, calls \`sock_flush\` on \`EPOLLOUT\` and hands readable connections to 4 worker threads;"
+  echo "  the program defines \`async_run\`, so the library's flush after each write runs as a task on a worker);"
+  echo "  \`http_hello_mt_raw\` is the same with \`bench/rawsock.c\` built with \`-DRAWSOCK_THREADS\` (a mutex per connection,"
+  echo "  answers written inline). Same wrk runs as above; server CPU per request: the server's utime + stime"
+  echo "  (\`/proc/PID/stat\`) over the run, divided by the requests served."
+  echo "- system calls per write: \`build/bench/syscalls PATH 1000\` counts the writing thread's calls with"
+  echo "  \`perf_event_open\` on the syscall tracepoints, enabled around the writes only (after one write that does the"
+  echo "  thread's one-time work). plain/hook/hookflush/pipe: 64-byte \`sock_write\`s, a forked reader drains. file: 40 KiB"
+  echo "  \`sock_sendfile\`s, 16 KiB socket buffers, a reader at 16 KiB per 100 µs, an edge-triggered loop calling \`sock_flush\`"
+  echo "  on \`EPOLLOUT\` (the program's own open and epoll_wait left out). poolwait: 64 KiB \`sock_write\`s with the pool bounded"
+  echo "  to 16 packets, same reader."
+  echo "- \`sock_flush_all\`: \`build/bench/flushall $IDLE_CONNS 10 2000\`: 10 socketpairs whose peer never reads, with data"
+  echo "  queued (every flush meets EAGAIN); ns per \`sock_flush_all\` alone, then after opening idle eventfds registered with"
+  echo "  \`sock_open\` (as many as RLIMIT_NOFILE's hard limit allows, up to $IDLE_CONNS). Medians of 3 runs."
+  echo "- memory after a burst: \`build/bench/burst $BURST_CONNS 256\`: the connections from a child process that reads as fast"
+  echo "  as it can (16 KiB buffers both sides); 256 KiB \`sock_write\` to each (default pool), an edge-triggered loop sends"
+  echo "  them; VmRSS before, VmHWM, VmRSS 1 s after the last byte left the library (connections still open). Medians of 3."
   echo "- memory: \`build/bench/mem $MEM_CONNS\`: VmRSS after the first \`sock_listen\`; then $MEM_CONNS connections from a"
   echo "  child process, accepted with \`sock_accept\` (RSS growth / connections); then new connections with small kernel"
   echo "  buffers (\`SO_SNDBUF\`/\`SO_RCVBUF\` 4 KiB), \`sock_set_packet_pool_size\` raised, and one 64 KiB \`sock_write\` each"
@@ -571,10 +680,14 @@ machine() {
     echo "| $k | ${RUNS_OF[$k]:-} | ${R[$k]:-} | ${CALLS[$k]:-}${BREAKDOWN[$k]:+ ($(tr -d '|' <<<"${BREAKDOWN[$k]}"))} | ${RSS[$k]:-} | ${STALLS[$k]:-} |"
   done
   if [[ $http_ok == 1 ]]; then
-    for k in "lib 50 /" "raw 50 /" "lib 1000 /" "raw 1000 /" "lib 50 /64k.bin" "raw 50 /64k.bin"; do
-      echo "| HTTP $k | req/s: ${RPS_RUNS[$k]} | ${RPS[$k]} | | | |"
+    for k in "lib 50 /" "raw 50 /" "lib 1000 /" "raw 1000 /" "lib 50 /64k.bin" "raw 50 /64k.bin" \
+      "mtlib 50 /" "mtraw 50 /" "mtlib 1000 /" "mtraw 1000 /"; do
+      echo "| HTTP $k | req/s: ${RPS_RUNS[$k]} | ${RPS[$k]} | | | server CPU µs per request: ${CPUREQ_RUNS[$k]} |"
     done
   fi
+  echo "| system calls per write | $(for p in plain hook hookflush pipe file poolwait; do printf '%s %s (%s); ' "$p" "${SCW[$p]:-}" "${SCB[$p]:-}"; done) | | | | |"
+  echo "| sock_flush_all ratio | runs: $fa_runs | ${FA[ratio]:-} | | | |"
+  echo "| burst: RSS after minus before (KiB) | runs: ${BU[runs]:-}; RssAnon before ${BU[anon_before_kb]:-}, after ${BU[anon_after_kb]:-}; burst ${BU[burst_s]:-} s | ${BU[after_minus_before_kb]:-} | | | |"
   echo "| memory (KiB unless noted) | start ${MEMRUNS[rss_start_kb]:-}; listen ${MEMRUNS[rss_listen_kb]:-}; idle ${MEMRUNS[rss_idle_kb]:-}; queued ${MEMRUNS[rss_queued_kb]:-}; no library: start ${MEMRUNS[raw_start_kb]:-}, listen ${MEMRUNS[raw_listen_kb]:-} | | | | |"
   echo
   echo "Resident KiB by mapping after \`sock_listen\` (last run): with the library ${MEM[by_mapping]:-}; without it ${MEM[raw_by_mapping]:-}."

@@ -3,6 +3,9 @@
 #include "util.h"
 
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define FILE_SIZE ((size_t)(3 * 1024 * 1024 + 123))
 
@@ -330,6 +333,129 @@ TEST(sendfile_closes_after_close_request) {
   close(c.raw);
 }
 
+/* The program's edge-triggered loop: sock_flush on EPOLLOUT until nothing
+ * is queued. Returns 1 when everything was sent within `ms`. */
+static int et_flush_until_sent(conn_t *c, int ms) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLOUT | EPOLLET};
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c->lfd, &ev) != 0)
+    return 0;
+  int64_t end = now_ms() + ms;
+  while (sock_packets_pending(c->uuid) && now_ms() < end)
+    if (epoll_wait(ep, &ev, 1, 100) == 1)
+      sock_flush(c->uuid);
+  close(ep);
+  return !sock_packets_pending(c->uuid);
+}
+
+/* A file fd the kernel cannot send from — not open, or open for writing
+ * only — is refused with EBADF, on an idle connection (where the library
+ * sends the file at once and the sendfile itself reports it) as on one that
+ * waits for EPOLLOUT; a write-only fd, handed over, is closed; a number
+ * that is not open is left alone. The connection carries on: the bytes
+ * queued before and after arrive. */
+TEST(sendfile_unusable_fd_refused_connection_lives) {
+  conn_t c;
+  REQUIRE(make_unix_pair_buf(&c, 4096) == 0);
+  int closed = open("/dev/null", O_RDONLY);
+  REQUIRE(closed >= 0);
+  close(closed);
+  char path[] = "/tmp/libsock-test-XXXXXX";
+  int tmp = mkstemp(path);
+  REQUIRE(tmp >= 0);
+  REQUIRE(write(tmp, "0123456789", 10) == 10);
+  int wo = open(path, O_WRONLY | O_CLOEXEC);
+  unlink(path);
+  close(tmp);
+  REQUIRE(wo >= 0);
+  struct stat st;
+  REQUIRE(fstat(wo, &st) == 0);
+
+  /* idle connection */
+  errno = 0;
+  CHECK_EQ(sock_sendfile(c.uuid, closed, 0, 100), -1);
+  CHECK_EQ(errno, EBADF);
+  errno = 0;
+  CHECK_EQ(sock_sendfile(c.uuid, wo, 0, 10), -1);
+  CHECK_EQ(errno, EBADF);
+  CHECK_MSG(!fd_is_same_file(wo, &st), "the write-only fd was not closed");
+  CHECK_EQ(sock_isvalid(c.uuid), 1);
+
+  /* a connection whose socket is full: its data waits for EPOLLOUT */
+  size_t n = 256 * 1024;
+  uint8_t *src = malloc(n);
+  fill_pattern(src, n, 0, 77);
+  CHECK_EQ(sock_write(c.uuid, src, n), 0);
+  CHECK(sock_packets_pending(c.uuid) != 0);
+  errno = 0;
+  CHECK_EQ(sock_sendfile(c.uuid, closed, 0, 100), -1);
+  CHECK_EQ(errno, EBADF);
+  CHECK_EQ(sock_write(c.uuid, "END", 3), 0);
+
+  drain_t d = {.fd = c.raw, .expect = n + 3, .store = malloc(n + 3),
+               .store_cap = n + 3};
+  drain_start(&d);
+  CHECK(et_flush_until_sent(&c, 20000));
+  drain_join(&d);
+  CHECK_EQ(d.got, n + 3);
+  CHECK_EQ(check_pattern(d.store, n, 0, 77), n);
+  CHECK(!memcmp(d.store + n, "END", 3));
+  CHECK_EQ(sock_isvalid(c.uuid), 1);
+  free(d.store);
+  free(src);
+  conn_force_close(&c);
+}
+
+/* The library's sendfile goes through here (the program's definition wins
+ * over the C library's, with libsock.so as with libsock.a): while
+ * `close_in_sendfile` names a connection, the first call asks for its close
+ * first, from inside the write that sends the file. */
+static intptr_t close_in_sendfile = -1;
+
+static ssize_t real_sendfile(int out, int in, off_t *off, size_t count) {
+  return syscall(SYS_sendfile, out, in, off, count);
+}
+ssize_t sendfile(int out, int in, off_t *off, size_t count) {
+  intptr_t u = close_in_sendfile;
+  if (u != -1) {
+    close_in_sendfile = -1;
+    sock_close(u); /* the sender is this very call: recorded for it */
+  }
+  return real_sendfile(out, in, off, count);
+}
+ssize_t sendfile64(int out, int in, off64_t *off, size_t count) {
+  return sendfile(out, in, (off_t *)off, count);
+}
+
+/* A file accepted and sent is not reported as refused because the
+ * connection closed right after it: sock_sendfile on an idle connection
+ * sends at once, and a sock_close that arrives meanwhile completes when
+ * the file is out — the call still answers 0, the peer gets the whole
+ * file, then the end of the stream. */
+TEST(sendfile_accepted_when_a_close_completes_right_after_it) {
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  size_t n = 100000;
+  int fd = make_temp_file(n, 9);
+  REQUIRE(fd >= 0);
+  drain_t d = {.fd = c.raw, .expect = n, .check = 1, .seed = 9,
+               .until_eof = 1, .timeout_ms = 10000};
+  drain_start(&d);
+  close_in_sendfile = c.uuid;
+  errno = 0;
+  ssize_t r = sock_sendfile(c.uuid, fd, 0, n);
+  int err = errno;
+  close_in_sendfile = -1;
+  CHECK_MSG(r == 0, "sock_sendfile answered %zd (errno %d) for a file it "
+            "sent", r, err);
+  drain_join(&d);
+  CHECK_EQ(d.got, n);
+  CHECK_EQ(d.bad_at, SIZE_MAX);
+  CHECK(d.eof);
+  CHECK_EQ(sock_isvalid(c.uuid), 0);
+  close(c.raw);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(sendfile_whole_file_tcp);
@@ -347,5 +473,7 @@ int main(int argc, char **argv) {
   RUN(sendfile_length_0_to_end_of_file_from_offset);
   RUN(sendfile_length_0_pipe_to_end_of_stream);
   RUN(sendfile_closes_after_close_request);
+  RUN(sendfile_unusable_fd_refused_connection_lives);
+  RUN(sendfile_accepted_when_a_close_completes_right_after_it);
   return HARNESS_END();
 }

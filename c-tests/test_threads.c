@@ -4,6 +4,8 @@
 #define TEST_DEFINE_CALLBACKS
 #include "util.h"
 
+#include <sched.h>
+
 #define MiB (1024u * 1024u)
 #define MAGIC 0x4652414Du /* "FRAM" */
 
@@ -423,6 +425,151 @@ TEST(flush_all_concurrent_with_writers) {
   }
 }
 
+/* sock_flush_all as the only flusher (no event loop, no async_run): the
+ * library's set of connections with data must list every connection the
+ * kernel refused, under concurrent writes (copies and moved buffers),
+ * graceful closes, forced closes from another thread, and fd numbers
+ * reused from round to round. A connection missing from the set keeps its
+ * bytes (and its pending close) forever, and its round times out. */
+enum { FA_CONNS = 12, FA_ROUNDS = 8, FA_BYTES = 96 * 1024 };
+
+typedef struct {
+  conn_t c[FA_CONNS];
+  atomic_int stop;       /* the flusher stops */
+  atomic_int round_done; /* the writers finished the round */
+  int victim[FA_CONNS];  /* force-closed by the closer during the round */
+  uint32_t seed0;
+} fa_t;
+
+static void *fa_flusher(void *arg) {
+  fa_t *f = arg;
+  while (!atomic_load(&f->stop)) {
+    sock_flush_all();
+    sched_yield();
+  }
+  return NULL;
+}
+
+typedef struct {
+  fa_t *f;
+  int first; /* writes connections first, first + 2, ... */
+  pthread_t th;
+} fa_writer_t;
+
+static void *fa_writer(void *arg) {
+  fa_writer_t *w = arg;
+  fa_t *f = w->f;
+  uint8_t *buf = malloc(FA_BYTES);
+  for (int i = w->first; i < FA_CONNS; i += 2) {
+    uint32_t seed = f->seed0 + (uint32_t)i;
+    fill_pattern(buf, FA_BYTES, 0, seed);
+    size_t off = 0, k = 0;
+    while (off < FA_BYTES) {
+      size_t n = 700 + (k * 2731) % 9000;
+      if (n > FA_BYTES - off)
+        n = FA_BYTES - off;
+      ssize_t r;
+      /* connections 0, 3, ...: copies only; 1, 4, ...: moved buffers only
+       * (each queued as its own entry); the others alternate */
+      int moved = i % 3 == 1 || (i % 3 == 2 && k % 2);
+      k++;
+      if (moved) {
+        void *m = malloc(n);
+        memcpy(m, buf + off, n);
+        r = sock_write2(.fduuid = f->c[i].uuid, .buffer = m, .length = n,
+                        .move = 1);
+      } else {
+        r = sock_write(f->c[i].uuid, buf + off, n);
+      }
+      if (r != 0 && !f->victim[i]) {
+        NOTE("write to connection %d failed: errno %d", i, errno);
+        break;
+      }
+      off += n;
+    }
+    sock_close(f->c[i].uuid); /* once everything is sent */
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Force-closes the victims while the writers write to them. */
+static void *fa_closer(void *arg) {
+  fa_t *f = arg;
+  for (int i = 0; i < FA_CONNS; i++)
+    if (f->victim[i]) {
+      sched_yield();
+      sock_force_close(f->c[i].uuid);
+    }
+  return NULL;
+}
+
+TEST(flush_all_alone_delivers_under_writes_and_closes) {
+  static fa_t f;
+  pthread_t flusher;
+  pthread_create(&flusher, NULL, fa_flusher, &f);
+  uint8_t *buf = malloc(1 << 16);
+  for (int round = 0; round < FA_ROUNDS; round++) {
+    f.seed0 = 9000 + (uint32_t)round * 100;
+    for (int i = 0; i < FA_CONNS; i++) {
+      /* the previous round's fd numbers come back */
+      REQUIRE(make_unix_pair_buf(&f.c[i], 4096) == 0);
+      f.victim[i] = (i + round) % 5 == 0;
+      fcntl(f.c[i].raw, F_SETFL, fcntl(f.c[i].raw, F_GETFL) | O_NONBLOCK);
+    }
+    fa_writer_t w[2] = {{.f = &f, .first = 0}, {.f = &f, .first = 1}};
+    pthread_t closer;
+    for (int t = 0; t < 2; t++)
+      pthread_create(&w[t].th, NULL, fa_writer, &w[t]);
+    pthread_create(&closer, NULL, fa_closer, &f);
+    /* read every peer until end of stream, checking the bytes */
+    size_t got[FA_CONNS] = {0};
+    int ended[FA_CONNS] = {0}, open_left = FA_CONNS;
+    int64_t end = now_ms() + 15000;
+    while (open_left > 0 && now_ms() < end) {
+      struct pollfd p[FA_CONNS];
+      for (int i = 0; i < FA_CONNS; i++)
+        p[i] = (struct pollfd){.fd = ended[i] ? -1 : f.c[i].raw,
+                               .events = POLLIN};
+      if (poll(p, FA_CONNS, 100) <= 0)
+        continue;
+      for (int i = 0; i < FA_CONNS; i++) {
+        if (ended[i] || !p[i].revents)
+          continue;
+        ssize_t r = read(f.c[i].raw, buf, 1 << 16);
+        if (r > 0) {
+          size_t k = check_pattern(buf, (size_t)r, got[i], f.seed0 + (uint32_t)i);
+          CHECK_MSG(k == (size_t)r, "round %d connection %d: wrong byte at %zu",
+                    round, i, got[i] + k);
+          got[i] += (size_t)r;
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+          ended[i] = 1;
+          open_left--;
+        }
+      }
+    }
+    for (int t = 0; t < 2; t++)
+      pthread_join(w[t].th, NULL);
+    pthread_join(closer, NULL);
+    for (int i = 0; i < FA_CONNS; i++) {
+      CHECK_MSG(ended[i], "round %d connection %d: stuck after %zu bytes "
+                "(%s)", round, i, got[i],
+                sock_isvalid(f.c[i].uuid) ? "still open with data queued"
+                                          : "closed");
+      if (!f.victim[i])
+        CHECK_MSG(got[i] == FA_BYTES, "round %d connection %d: %zu of %d "
+                  "bytes", round, i, got[i], FA_BYTES);
+      sock_force_close(f.c[i].uuid);
+      close(f.c[i].raw);
+    }
+    if (atomic_load(&h_cur_failed))
+      break;
+  }
+  atomic_store(&f.stop, 1);
+  pthread_join(flusher, NULL);
+  free(buf);
+}
+
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);
   RUN(framed_messages_4_threads_tcp);
@@ -434,5 +581,6 @@ int main(int argc, char **argv) {
   RUN(pool_churn_threads);
   RUN(open_close_many_threads);
   RUN(flush_all_concurrent_with_writers);
+  RUN(flush_all_alone_delivers_under_writes_and_closes);
   return HARNESS_END();
 }

@@ -395,7 +395,8 @@ ssize_t sock_read(intptr_t uuid, void *buf, size_t count);
  * -1 otherwise, with `errno`: `ENODEV` (invalid UUID, or the connection
  * closed while a large write waited for room), `EINVAL` (NULL buffer, zero
  * length after the `strlen` rule, negative file offset), `EBADF` (`is_fd`
- * with a descriptor that is not open), `ENOTCONN` (the UUID is a listening
+ * with a descriptor that is not open, or not open for reading: the
+ * connection is unaffected), `ENOTCONN` (the UUID is a listening
  * socket: nothing is queued and the listener stays open), or the socket's
  * error (`EPIPE`, `ECONNRESET`, ...) when the write was sent at once and the
  * peer was gone — the connection is then closed (`reactor_on_close` was

@@ -12,6 +12,8 @@ BENCH_LIBDIR := $(BENCH_DIR)/lib
 BENCH_CFLAGS := -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude -Iexamples
 BENCH_LIBS   := -L$(BENCH_LIBDIR) -lsock -lpthread -Wl,-rpath,$(CURDIR)/$(BENCH_LIBDIR)
 BENCH_HTTP   := examples/http_hello.c examples/loop.c
+# the same server in the 2017 stack's shape: reactor thread + async_run workers
+BENCH_HTTP_MT := examples/http_hello.c bench/loop_mt.c
 
 .PHONY: bench bench-progs
 
@@ -26,6 +28,11 @@ bench-progs: build
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/sink bench/sink.c
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/writer bench/writer.c $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/mem bench/mem.c $(BENCH_LIBS)
+	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/flushall bench/flushall.c $(BENCH_LIBS)
+	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/syscalls bench/syscalls.c $(BENCH_LIBS)
+	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/burst bench/burst.c $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -DNO_LIBSOCK -o $(BENCH_DIR)/mem_raw bench/mem.c
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/http_hello_lib $(BENCH_HTTP) $(BENCH_LIBS)
 	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/http_hello_raw $(BENCH_HTTP) bench/rawsock.c
+	$(CC) $(BENCH_CFLAGS) -o $(BENCH_DIR)/http_hello_mt_lib $(BENCH_HTTP_MT) $(BENCH_LIBS)
+	$(CC) $(BENCH_CFLAGS) -DRAWSOCK_THREADS -o $(BENCH_DIR)/http_hello_mt_raw $(BENCH_HTTP_MT) bench/rawsock.c -lpthread

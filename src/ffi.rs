@@ -34,15 +34,17 @@ use crate::write;
 unsafe fn payload(o: &sock_write_info_s) -> Result<write::Payload<'_>, Errno> {
     if o.is_fd() {
         let fd = RawFd::try_from(o.buffer as isize).map_err(|_| Errno::EBADF)?;
-        if fd < 0 || !sys::fd_is_open(fd) {
+        if fd < 0 {
             return Err(Errno::EBADF);
         }
-        let owner = Owner::CloseFd(fd);
         if o.offset < 0 {
+            // Refused: the file is closed, as on every failure.
+            if sys::fd_is_open(fd) {
+                sys::close(fd);
+            }
             return Err(Errno::EINVAL);
         }
         return Ok(write::Payload::File {
-            owner,
             fd,
             offset: o.offset,
             // A file's length 0 means "to end of file", as for a packet.
@@ -268,7 +270,8 @@ pub unsafe extern "C" fn sock_read(uuid: isize, buf: *mut c_void, count: size_t)
 /// -1 otherwise, with `errno`: `ENODEV` (invalid UUID, or the connection
 /// closed while a large write waited for room), `EINVAL` (NULL buffer, zero
 /// length after the `strlen` rule, negative file offset), `EBADF` (`is_fd`
-/// with a descriptor that is not open), `ENOTCONN` (the UUID is a listening
+/// with a descriptor that is not open, or not open for reading: the
+/// connection is unaffected), `ENOTCONN` (the UUID is a listening
 /// socket: nothing is queued and the listener stays open), or the socket's
 /// error (`EPIPE`, `ECONNRESET`, ...) when the write was sent at once and the
 /// peer was gone — the connection is then closed (`reactor_on_close` was

@@ -13,10 +13,10 @@ use nix::errno::Errno;
 use parking_lot::MutexGuard;
 
 use crate::callbacks;
-use crate::queue::Entry;
+use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::{Request, Round, SendState, Settle};
 use crate::sys;
-use crate::table::{self, CloseKind, Closed, Conn, Pinned, Slot, close_locked, table};
+use crate::table::{self, CloseKind, Closed, Conn, Locked, Pinned, Slot, close_locked, table};
 use crate::transfer::{self, Sink, Stall};
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
@@ -37,8 +37,19 @@ pub fn schedule(id: isize) {
     }
 }
 
+thread_local! {
+    static ME: std::thread::ThreadId = std::thread::current().id();
+    /// A batch vector kept for this thread's next turn (one allocation less
+    /// per flush).
+    static SPARE_BATCH: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+fn batch_vec() -> Vec<Entry> {
+    SPARE_BATCH.with(|b| b.take())
+}
+
 fn me() -> std::thread::ThreadId {
-    std::thread::current().id()
+    ME.with(|id| *id)
 }
 
 /// `sock_flush`: writes what the kernel takes now; closes the connection
@@ -58,7 +69,7 @@ pub fn flush(id: isize) -> Result<(), Errno> {
         counter: l.counter,
         slot: l.slot,
         moved: false,
-        batch: Vec::new(),
+        batch: batch_vec(),
         later: Vec::new(),
         stall: None,
         turn: true,
@@ -66,6 +77,118 @@ pub fn flush(id: isize) -> Result<(), Errno> {
     let result = f.run(l.conn);
     drop(f);
     result
+}
+
+/// `sock_sendfile` (or `sock_write2(.is_fd)`) on a connection with nothing
+/// queued, nothing owed and no sender, which flushes inline: this thread
+/// becomes the sender and sends the file at once, with the lock released,
+/// before it is queued — so the `sendfile` also tells whether `fd` is an
+/// open, readable descriptor (`EBADF`: the file is refused, nothing is
+/// queued, an fd that is not open is left alone), where a separate check
+/// would cost a system call per file. What is left of the file goes to the
+/// front of the queue (entries other threads queued meanwhile follow it),
+/// and the turn goes on as any flush. Apart from `EBADF`, the file counts as
+/// accepted (0), as a queued one would: a connection that fails or closes
+/// meanwhile is closed, as it would be when the queued file's turn came.
+pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Result<(), Errno> {
+    let Locked {
+        fd,
+        counter,
+        slot,
+        conn: mut c,
+    } = l;
+    let id = uuid::encode(fd, counter);
+    if c.send.request(me()) != Request::Start {
+        debug_assert!(false, "send_file_now on a connection with a sender");
+        return Err(Errno::EAGAIN);
+    }
+    let mut f = Flusher {
+        id,
+        fd,
+        counter,
+        slot,
+        moved: false,
+        batch: batch_vec(),
+        later: Vec::new(),
+        stall: None,
+        turn: true,
+    };
+    let sink = Sink {
+        fd,
+        uuid: id,
+        socket: c.socket,
+        hooks: None,
+    };
+    let pinned = Pinned::new(slot, c);
+    let t = transfer::send_file_alone(&mut file, &sink);
+    f.moved = t.moved > 0;
+    let file_fd = file.fd;
+    // Not the program's fd any more unless the kernel refused it as not open.
+    let refused_fd = t.failed == Some(Errno::EBADF) && t.moved == 0 && !sys::fd_is_open(file_fd);
+    let entry =
+        (!refused_fd).then(|| Entry::new(Body::File(file), Owner::CloseFd(file_fd), interruptible));
+    let Some(mut c) = f.relock(pinned) else {
+        // Closed meanwhile by another thread: the file was accepted (and
+        // maybe sent), as when it is queued and the connection closes.
+        drop(entry); // closes the file
+        return if refused_fd {
+            Err(Errno::EBADF)
+        } else {
+            Ok(())
+        };
+    };
+    let Some(mut entry) = entry else {
+        // Nothing sent, nothing queued: the turn goes on for what others
+        // queued meanwhile.
+        let _ = f.run(c);
+        return Err(Errno::EBADF);
+    };
+    match t.failed {
+        // An open fd the kernel cannot read from: refused, closed (it was
+        // handed over); the connection is fine.
+        Some(Errno::EBADF) if t.moved == 0 => {
+            let _ = f.run(c);
+            drop(entry);
+            return Err(Errno::EBADF);
+        }
+        Some(e) => {
+            // The connection failed: closed, as when a queued file meets
+            // the failure; the file was accepted. Dropped (closed) once the
+            // lock is released.
+            let _release = entry;
+            let _ = f.fail(c, e);
+            return Ok(());
+        }
+        None => {}
+    }
+    entry.started |= t.moved > 0 || matches!(&entry.body, Body::File(b) if b.stage.is_some());
+    // A file sent whole is released (closed) once the lock is released.
+    let mut _release = None;
+    if entry.is_done() {
+        _release = Some(entry);
+    } else {
+        c.queue.put_back(std::iter::once(entry));
+        table::mark_dirty(fd, &mut c);
+    }
+    f.stall = t.stalled;
+    let round = if t.refused {
+        Round::Refused
+    } else if t.stalled.is_some() {
+        Round::Stalled
+    } else {
+        Round::Progress
+    };
+    // The file is accepted: what the rest of the turn meets (a pending
+    // close completed, a failure) is the connection's, not this write's.
+    let _ = match c.send.settle(round) {
+        Settle::Continue => f.run(c),
+        Settle::Owed => f.end(c, Ok(())),
+        Settle::Watch => {
+            f.watch(&mut c);
+            f.end(c, Ok(()))
+        }
+    };
+    Ok(())
 }
 
 /// One thread's turn as a connection's sender.
@@ -103,6 +226,10 @@ impl Drop for Flusher {
         }
         // What a closed connection left us is released outside the lock.
         self.batch.clear();
+        let batch = std::mem::take(&mut self.batch);
+        if batch.capacity() <= crate::queue::MAX_BATCH {
+            SPARE_BATCH.with(|b| b.set(batch));
+        }
         std::mem::take(&mut self.later)
             .into_iter()
             .for_each(table::finish);
@@ -249,6 +376,9 @@ impl Flusher {
             return self.fail(c, err);
         }
         c.hook_pending = left != 0;
+        if c.hook_pending {
+            table::mark_dirty(self.fd, &mut c);
+        }
         let round = match left {
             0 => Round::Progress,
             // EINTR: nothing said about the transport; try again later.
@@ -268,6 +398,7 @@ impl Flusher {
     fn drained(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
         c.send.drained();
         c.stalls = 0;
+        c.queue.shrink_when_empty();
         if c.close_when_done && !c.hook_pending && !c.streaming {
             self.turn = false;
             let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
@@ -335,38 +466,96 @@ pub fn flush_strong(id: isize) {
 }
 
 /// `sock_flush_all`: a flush request for every connection with data
-/// waiting (recorded for those another thread is sending).
+/// waiting (recorded for those another thread is sending). Visits only the
+/// connections listed with data ([`table::mark_dirty`]), not every slot.
 pub fn flush_all() {
-    table().for_each(|fd, slot| {
-        let id = {
-            let c = slot.conn.lock();
-            (c.open && c.pending()).then(|| uuid::encode(fd, c.counter))
-        };
-        if let Some(id) = id {
+    let mut fds = Vec::new();
+    table::dirty_fds(&mut fds);
+    for fd in fds {
+        if let Some((id, _)) = with_data(fd) {
             let _ = flush(id);
         }
-    });
+    }
 }
 
-/// Lets pool waiters make progress: flush every connection, then wait a
-/// little for the kernel to accept more.
-pub fn make_progress() {
-    flush_all();
-    if crate::pool::available() > 0 {
-        return;
+/// The connection on `fd`, if it has data: its UUID and send state. Takes
+/// it off the list of connections with data when it has none.
+fn with_data(fd: RawFd) -> Option<(isize, SendState)> {
+    let slot = table().slot(fd)?;
+    let mut c = slot.conn.lock();
+    if c.open && c.pending() {
+        Some((uuid::encode(fd, c.counter), c.send))
+    } else {
+        table::clear_dirty(fd, &mut c);
+        None
     }
+}
+
+/// Lets a thread waiting for a pool packet make progress, in one step that
+/// blocks at most once: flushes the connections with data that nobody is
+/// sending and that the kernel owes no event (their flush is due, or was
+/// handed to `async_run`); then, unless that freed packets, waits (a single
+/// `poll`) until a socket that refused data is writable again and flushes
+/// those that are — or, with none to watch, waits a little for a packet
+/// released elsewhere. `own` is the waiter's connection: true means its
+/// peer failed (error or hang-up), so waiting is pointless.
+pub fn make_progress(own: Option<RawFd>) -> bool {
     let mut fds = Vec::new();
-    table().for_each(|fd, slot| {
-        if fds.len() < 256
-            && let Some(c) = slot.conn.try_lock()
-            && c.open
-            && c.pending()
-            && !c.send.is_sending()
-        {
-            fds.push(fd);
+    table::dirty_fds(&mut fds);
+    // Sockets that refused data: (fd, UUID), watched below.
+    let mut owed: Vec<(RawFd, isize)> = Vec::new();
+    // Another thread, or the waker, is sending some: packets may come
+    // back without any event on a socket.
+    let mut elsewhere = false;
+    for fd in fds {
+        match with_data(fd) {
+            Some((id, SendState::Idle)) => {
+                let _ = flush(id);
+                match with_data(fd) {
+                    Some((id, SendState::Owed)) => owed.push((fd, id)),
+                    Some(_) => elsewhere = true,
+                    None => {}
+                }
+            }
+            Some((id, SendState::Owed)) => owed.push((fd, id)),
+            Some(_) => elsewhere = true,
+            None => {}
         }
-    });
-    sys::wait_writable(&fds, 10);
+    }
+    if crate::pool::available() > 0 {
+        return false;
+    }
+    let timeout_ms = if elsewhere { 1 } else { 10 };
+    if owed.is_empty() && own.is_none() {
+        crate::pool::wait_freed(Duration::from_millis(timeout_ms));
+        return false;
+    }
+    let mut polled: Vec<libc::pollfd> = owed
+        .iter()
+        .map(|&(fd, _)| libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    if let Some(fd) = own {
+        // Errors and hang-ups are always reported; its writability only
+        // matters when it is among those that refused data.
+        polled.push(libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+    }
+    if sys::poll_fds(&mut polled, timeout_ms as i32) <= 0 {
+        return false;
+    }
+    for (p, &(_, id)) in polled.iter().zip(owed.iter()) {
+        if p.revents != 0 {
+            let _ = flush(id);
+        }
+    }
+    own.is_some() && polled[polled.len() - 1].revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ pub fn fd2uuid(fd: RawFd) -> isize {
 /// `sock_checkout_packet`: `ENOMEM` when only the calling thread could
 /// free a packet.
 pub fn checkout_packet() -> Result<*mut sock_packet_s, Errno> {
-    pool::checkout(make_progress)
+    pool::checkout(|| make_progress(None))
         .map(|p| p.as_ptr().cast())
         .ok_or(Errno::ENOMEM)
 }

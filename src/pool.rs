@@ -4,8 +4,13 @@
 //! The bound (default `BUFFER_PACKET_POOL`) caps the memory the user-land
 //! buffer may hold. It is read once from the environment variable
 //! `LIBSOCK_PACKET_POOL` and can be changed at run time with
-//! `sock_set_packet_pool_size`. A few released packets are kept for reuse;
-//! the rest are returned to the allocator, so a burst does not pin memory.
+//! `sock_set_packet_pool_size`. Released packets are kept for reuse (up to
+//! 64); beyond that they are returned to the allocator. Once the pool has
+//! been quiet for a moment (no packet taken or released for
+//! [`TRIM_AFTER`]) after holding more than a few, it keeps only a few and
+//! asks the allocator to give its free memory back to the system
+//! (`malloc_trim`), so a burst does not pin memory: freed packets otherwise
+//! stay resident in the allocator's arenas.
 //!
 //! Packets handed to the program (`sock_checkout_packet`) are remembered, so a
 //! pointer that did not come from the pool, or a packet released twice, is
@@ -53,6 +58,13 @@ impl PoolPacket {
 
 /// Released packets kept for reuse beyond which memory goes back to malloc.
 const KEEP_IDLE: usize = 64;
+/// Idle packets kept once the pool has been quiet for [`TRIM_AFTER`]: a
+/// burst's packets go back to the allocator, and the allocator gives the
+/// memory back to the system ([`trim`]).
+const KEEP_QUIET: usize = 4;
+/// How long the pool must go without a packet taken or released before
+/// memory is given back (the trim waits while load goes on).
+pub const TRIM_AFTER: Duration = Duration::from_millis(200);
 
 struct State {
     idle: Vec<NonNull<PoolPacket>>,
@@ -62,6 +74,11 @@ struct State {
     /// Packets currently checked out by the program, with the thread that
     /// took each.
     lent: HashMap<usize, ThreadId>,
+    /// Packets taken and released so far: the trim waits until this stops
+    /// changing (the pool is quiet).
+    ops: u64,
+    /// `ops` when a trim was last scheduled; `None`: none is scheduled.
+    trim_at_ops: Option<u64>,
 }
 
 // SAFETY: the raw pointers are owned by the pool while in `idle`; access is
@@ -87,6 +104,8 @@ fn pool() -> &'static Pool {
                 busy: 0,
                 limit,
                 lent: HashMap::new(),
+                ops: 0,
+                trim_at_ops: None,
             }),
             freed: Condvar::new(),
         }
@@ -118,6 +137,7 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
     if s.busy >= s.limit {
         return None;
     }
+    s.ops += 1;
     let packet = match s.idle.pop() {
         Some(p) => p,
         None => {
@@ -141,7 +161,7 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
 /// cannot help: `None` when every packet in use was checked out by the
 /// calling thread itself (none is queued, where flushing could free it, and
 /// no other thread holds one it could give back).
-pub fn checkout(make_progress: impl FnMut()) -> Option<NonNull<PoolPacket>> {
+pub fn checkout(make_progress: impl FnMut() -> bool) -> Option<NonNull<PoolPacket>> {
     let me = std::thread::current().id();
     let mut only_mine_left = || {
         let s = pool().state.lock();
@@ -152,27 +172,31 @@ pub fn checkout(make_progress: impl FnMut()) -> Option<NonNull<PoolPacket>> {
     Some(p)
 }
 
-/// As [`take`], but gives up (`None`) as soon as `give_up` says so — for a
-/// writer whose connection closed while it waited.
+/// Takes a packet, calling `make_progress` (which flushes and waits a
+/// little, see [`crate::flush::make_progress`]) until one is free; gives up
+/// (`None`) as soon as `give_up` says so, or `make_progress` returns true —
+/// for a writer whose connection closed or failed while it waited.
 pub fn take_unless(
     give_up: &mut dyn FnMut() -> bool,
-    mut make_progress: impl FnMut(),
+    mut make_progress: impl FnMut() -> bool,
 ) -> Option<NonNull<PoolPacket>> {
     loop {
         if let Some(p) = try_take() {
             return Some(p);
         }
-        if give_up() {
+        if give_up() || make_progress() {
             return None;
         }
-        make_progress();
-        let p = pool();
-        let mut s = p.state.lock();
-        if s.busy >= s.limit {
-            // Released packets wake us at once; the timeout bounds the wait
-            // for data the kernel drains without telling us.
-            p.freed.wait_for(&mut s, Duration::from_millis(1));
-        }
+    }
+}
+
+/// Waits at most `timeout` for a packet to be released (at once when one
+/// is free).
+pub fn wait_freed(timeout: Duration) {
+    let p = pool();
+    let mut s = p.state.lock();
+    if s.busy >= s.limit {
+        p.freed.wait_for(&mut s, timeout);
     }
 }
 
@@ -182,21 +206,68 @@ pub fn put(packet: NonNull<PoolPacket>) {
     let p = pool();
     let mut s = p.state.lock();
     s.busy -= 1;
-    if s.idle.len() < KEEP_IDLE {
+    s.ops += 1;
+    let kept = s.idle.len() < KEEP_IDLE;
+    if kept {
         s.idle.push(packet);
-        drop(s);
-    } else {
-        drop(s);
-        // SAFETY: the packet was allocated in try_take with this layout and
-        // nobody holds it any more.
-        unsafe {
-            std::alloc::dealloc(
-                packet.as_ptr().cast(),
-                std::alloc::Layout::new::<PoolPacket>(),
-            )
-        };
+    }
+    // More memory is held than a quiet pool keeps: give it back once the
+    // pool is quiet.
+    let schedule = s.trim_at_ops.is_none() && (!kept || s.idle.len() > KEEP_QUIET);
+    if schedule {
+        s.trim_at_ops = Some(s.ops);
+    }
+    drop(s);
+    if !kept {
+        dealloc(packet);
     }
     p.freed.notify_one();
+    if schedule {
+        crate::waker::trim_after(TRIM_AFTER);
+    }
+}
+
+fn dealloc(packet: NonNull<PoolPacket>) {
+    // SAFETY: the packet was allocated in try_take with this layout and
+    // nobody holds it any more.
+    unsafe {
+        std::alloc::dealloc(
+            packet.as_ptr().cast(),
+            std::alloc::Layout::new::<PoolPacket>(),
+        )
+    };
+}
+
+/// Gives memory back after a burst (called by the waker, [`TRIM_AFTER`]
+/// after it was scheduled): if packets were taken or released meanwhile,
+/// the load goes on and it returns the delay to look again; otherwise it
+/// frees the idle packets beyond `KEEP_QUIET` and asks the allocator to
+/// return its free memory to the system (`malloc_trim`: freed packets
+/// otherwise stay resident in its arenas), and returns `None`.
+pub fn trim() -> Option<Duration> {
+    let mut s = pool().state.lock();
+    let seen = s.trim_at_ops?;
+    if s.ops != seen {
+        s.trim_at_ops = Some(s.ops);
+        return Some(TRIM_AFTER);
+    }
+    s.trim_at_ops = None;
+    let keep = KEEP_QUIET.min(s.idle.len());
+    let surplus: Vec<NonNull<PoolPacket>> = s.idle.drain(keep..).collect();
+    drop(s);
+    surplus.into_iter().for_each(dealloc);
+    release_free_memory();
+    None
+}
+
+/// Asks the C allocator to return the free memory of its arenas to the
+/// system.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Records that `packet` is now the program's (taken by this thread).

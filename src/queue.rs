@@ -204,6 +204,14 @@ impl WriteQueue {
         self.entries.is_empty()
     }
 
+    /// Once empty, gives back the memory of a queue that grew long (a
+    /// burst): an idle connection keeps no entry storage.
+    pub fn shrink_when_empty(&mut self) {
+        if self.entries.is_empty() && self.entries.capacity() > 4 {
+            self.entries = VecDeque::new();
+        }
+    }
+
     pub fn push(&mut self, entry: Entry) {
         self.entries.push_back(entry);
     }

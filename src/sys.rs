@@ -226,17 +226,11 @@ pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> Result<usize, Errno>
     .map(|n| n as usize)
 }
 
-/// True when `fd` reports an error or hang-up (e.g. its peer reset the
-/// connection), without waiting.
-pub fn peer_failed(fd: RawFd) -> bool {
-    if fd < 0 {
-        return false;
-    }
-    let mut polled = [PollFd::new(borrow(fd), PollFlags::POLLOUT)];
-    matches!(poll(&mut polled, PollTimeout::ZERO), Ok(n) if n > 0)
-        && polled[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+/// `poll` on `fds` for at most `timeout_ms`: the
+/// number of entries with events, 0 on timeout, -1 on error.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: c_int) -> c_int {
+    // SAFETY: `fds` is a valid array of pollfd for its length.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) }
 }
 
 /// Waits until one of `fds` is writable (or hung up), at most `timeout_ms`.

@@ -6,7 +6,7 @@
 //! Chunks are never freed: a slot reference stays valid for the life of the
 //! process, which makes lookups lock-free; each slot has its own mutex.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -131,6 +131,8 @@ pub struct Conn {
     pub pins: u32,
     /// Closes decided while pinned, finished by the last thread out.
     pub deferred: Vec<Closed>,
+    /// The fd is in the set of connections with data ([`mark_dirty`]).
+    pub dirty: bool,
 }
 
 // SAFETY: the raw hook pointer is the program's, shared by contract; all
@@ -158,6 +160,7 @@ impl Conn {
             after_stream: VecDeque::new(),
             pins: 0,
             deferred: Vec::new(),
+            dirty: false,
         }
     }
 
@@ -411,8 +414,6 @@ impl Drop for Pinned {
 pub struct Table {
     chunks: Box<[AtomicPtr<Slot>]>,
     capacity: usize,
-    /// One past the highest fd ever registered (bounds `sock_flush_all`).
-    top: AtomicUsize,
 }
 
 impl Table {
@@ -424,7 +425,6 @@ impl Table {
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
             capacity,
-            top: AtomicUsize::new(0),
         }
     }
 
@@ -472,20 +472,73 @@ impl Table {
                 }
             }
         }
-        self.top.fetch_max(fd as usize + 1, Ordering::AcqRel);
         // SAFETY: as in `slot`.
         Some(unsafe { &*base.add(i) })
     }
+}
 
-    /// Calls `f` for every slot that may hold a connection.
-    pub fn for_each(&self, mut f: impl FnMut(RawFd, &'static Slot)) {
-        let top = self.top.load(Ordering::Acquire);
-        for fd in 0..top {
-            if let Some(slot) = self.slot(fd as RawFd) {
-                f(fd as RawFd, slot);
-            }
+/* ---------------------------------------------------------------------------
+ * The connections with data
+ * ------------------------------------------------------------------------ */
+
+/// Hashes an fd number (a multiplicative hash: the numbers are small and
+/// dense, SipHash would only cost time).
+#[derive(Default, Clone, Copy)]
+pub struct FdHasher(u64);
+
+impl std::hash::Hasher for FdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
+    fn write_i32(&mut self, n: i32) {
+        self.0 = (n as u32 as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type FdSet = HashSet<RawFd, std::hash::BuildHasherDefault<FdHasher>>;
+
+/// The fds whose connection may have data waiting to be sent:
+/// `sock_flush_all` and the pool's waiters visit these instead of every
+/// slot, so their cost follows the connections with data, not the highest
+/// fd ever used. Invariant: a connection with data ([`Conn::pending`]) has
+/// its `dirty` flag set and its fd in the set; the flag and the set change
+/// together, under the slot lock. An fd leaves the set only when a visit
+/// finds its connection without data ([`clear_dirty`]), not when a flush
+/// drains it: a connection that queues and drains on every request (a
+/// flush handed to `async_run`) costs the set nothing after its first
+/// time. Lock order: a slot's lock, then this one (held only for the set
+/// operation, never while taking a slot's lock).
+static DIRTY: Mutex<FdSet> = Mutex::new(HashSet::with_hasher(std::hash::BuildHasherDefault::new()));
+
+/// Lists the connection on `fd` among those with data: called, under its
+/// slot lock, wherever bytes are queued on it (or left in its hook).
+pub fn mark_dirty(fd: RawFd, c: &mut Conn) {
+    if !c.dirty {
+        c.dirty = true;
+        DIRTY.lock().insert(fd);
+    }
+}
+
+/// Takes the connection on `fd` off the list when it has no data left
+/// (under its slot lock): when a visit (`sock_flush_all`, a pool wait)
+/// finds it empty or closed.
+pub fn clear_dirty(fd: RawFd, c: &mut Conn) {
+    if c.dirty && !c.pending() {
+        c.dirty = false;
+        DIRTY.lock().remove(&fd);
+    }
+}
+
+/// The fds listed with data right now, in ascending order, into `out`.
+pub fn dirty_fds(out: &mut Vec<RawFd>) {
+    out.clear();
+    out.extend(DIRTY.lock().iter().copied());
+    out.sort_unstable();
 }
 
 /// The process-wide table, sized by `sock_max_capacity` on first use.

@@ -177,32 +177,46 @@ pub fn send(batch: &mut [Entry], sink: &Sink) -> Transfer {
     t
 }
 
+/// Sends what it can of one file window that is not in any queue yet
+/// (`sock_sendfile` on an idle connection, see
+/// [`crate::flush::send_file_now`]).
+pub fn send_file_alone(file: &mut FileBody, sink: &Sink) -> Transfer {
+    let mut t = Transfer::default();
+    sys::block_sigpipe();
+    send_file(file, sink, &mut t);
+    if t.failed.is_some() {
+        sys::consume_sigpipe();
+    }
+    t
+}
+
 /// One gathered write of every memory entry of the batch.
 fn send_mem_gathered(batch: &mut [Entry], sink: &Sink, t: &mut Transfer) {
-    let mut iov: [iovec; crate::queue::MAX_BATCH] = [iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; crate::queue::MAX_BATCH];
+    // Left uninitialised: only the first `n` are written and read (no 1 KiB
+    // of zeroing per flush).
+    let mut slots = [const { std::mem::MaybeUninit::<iovec>::uninit() }; crate::queue::MAX_BATCH];
     let mut n = 0;
     for e in batch.iter() {
         if let Body::Mem { ptr, len, sent } = e.body
             && sent < len
-            && n < iov.len()
+            && n < slots.len()
         {
-            // SAFETY: sent < len, so ptr + sent is inside the buffer.
-            iov[n] = iovec {
+            slots[n].write(iovec {
+                // SAFETY: sent < len, so ptr + sent is inside the buffer.
                 iov_base: unsafe { ptr.add(sent) } as *mut _,
                 iov_len: len - sent,
-            };
+            });
             n += 1;
         }
     }
     if n == 0 {
         return;
     }
-    let wanted: usize = iov[..n].iter().map(|v| v.iov_len).sum();
+    // SAFETY: the first `n` slots were written just above.
+    let iov = unsafe { std::slice::from_raw_parts(slots.as_ptr().cast::<iovec>(), n) };
+    let wanted: usize = iov.iter().map(|v| v.iov_len).sum();
     // SAFETY: each iovec describes unsent bytes of an entry we own.
-    let wrote = unsafe { sys::write_vectored(sink.fd, &iov[..n], sink.socket) };
+    let wrote = unsafe { sys::write_vectored(sink.fd, iov, sink.socket) };
     let Some(mut left) = took_direct(wrote, wanted, t) else {
         return;
     };

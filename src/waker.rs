@@ -21,6 +21,9 @@
 //!   early. At most [`MAX_LINGERING`] closes linger at once (each holds one
 //!   fd and a few bytes here); beyond that a close does not linger.
 //!
+//! - **Giving memory back** ([`trim_after`]) once a burst is over
+//!   ([`crate::pool::trim`]).
+//!
 //! One `poll` covers the watched sources and the lingering sockets, with the
 //! nearest deadline as timeout, but at most [`TICK`] while it waits on fds
 //! (new work is picked up by then: no fd of the library's own is needed to
@@ -85,6 +88,8 @@ struct Lingering {
 struct State {
     watches: Vec<Watch>,
     lingering: Vec<Lingering>,
+    /// When to give memory back ([`crate::pool::trim`]).
+    trim_due: Option<Instant>,
     /// The process that started the thread (a forked child has none).
     thread_of: Option<u32>,
 }
@@ -92,6 +97,7 @@ struct State {
 static STATE: Mutex<State> = Mutex::new(State {
     watches: Vec::new(),
     lingering: Vec::new(),
+    trim_due: None,
     thread_of: None,
 });
 /// Signalled when work is added while the thread has none.
@@ -125,6 +131,14 @@ pub fn watch(uuid: isize, fd: Option<RawFd>, delay: Duration) {
     } else {
         s.watches.push(Watch { uuid, fd, due });
     }
+    kick(&mut s);
+}
+
+/// Calls [`crate::pool::trim`] after `delay` (and again after the delay
+/// it returns, while it returns one).
+pub fn trim_after(delay: Duration) {
+    let mut s = STATE.lock();
+    s.trim_due = Some(Instant::now() + delay);
     kick(&mut s);
 }
 
@@ -164,15 +178,28 @@ fn run() {
         // nearest deadline.
         let (fds, timeout) = {
             let mut s = STATE.lock();
-            while s.watches.is_empty() && s.lingering.is_empty() {
+            while s.watches.is_empty() && s.lingering.is_empty() && s.trim_due.is_none() {
                 ADDED.wait(&mut s);
             }
             let now = Instant::now();
+            if s.trim_due.is_some_and(|due| due <= now) {
+                s.trim_due = None;
+                drop(s);
+                let again = crate::boundary::guard(None, crate::pool::trim);
+                let mut s = STATE.lock();
+                if let Some(delay) = again
+                    && s.trim_due.is_none()
+                {
+                    s.trim_due = Some(Instant::now() + delay);
+                }
+                continue;
+            }
             let next = s
                 .watches
                 .iter()
                 .map(|w| w.due)
                 .chain(s.lingering.iter().map(|l| l.until))
+                .chain(s.trim_due)
                 .min();
             let timeout = next.map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
             let fds: Vec<RawFd> = s

@@ -17,7 +17,7 @@ use crate::pool::{self, PoolPacket};
 use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::SendState;
 use crate::sys;
-use crate::table::{self, CloseKind, Locked, close_locked};
+use crate::table::{self, CloseKind, Conn, Locked, close_locked};
 use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s};
 
 /// Waits while another write streams into the connection.
@@ -51,15 +51,18 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
         if !c.send.is_sending() {
             c.place_urgent();
         }
+        table::mark_dirty(l.fd, c);
         return Ok(());
     }
     if l.conn.streaming_here() {
         l.conn.after_stream.extend(entries);
+        table::mark_dirty(l.fd, &mut l.conn);
         return Ok(());
     }
     for e in entries {
         l.conn.queue.push(e);
     }
+    table::mark_dirty(l.fd, &mut l.conn);
     Ok(())
 }
 
@@ -93,7 +96,7 @@ fn enqueue_and_flush(
 /// packets outside a queue (no deadlock) and no other write lands inside
 /// this one. Returns whether a new packet was queued (false: the bytes all
 /// fit in the last queued packet).
-fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bool, Errno> {
+fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> {
     wait_turn(l)?;
     let took = if sent_part {
         0
@@ -116,11 +119,13 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
                 l.conn.streaming_by = Some(std::thread::current().id());
                 let (slot, counter, fd) = (l.slot, l.counter, l.fd);
                 // Waiting is pointless once the connection closed, or its
-                // peer reset it (with nothing queued, no flush would notice).
-                let mut gone = || !slot.conn.lock().is(counter) || sys::peer_failed(fd);
+                // peer reset it (with nothing queued, no flush would notice:
+                // make_progress watches the fd for that).
+                let mut gone = || !slot.conn.lock().is(counter);
+                // make_progress flushes what nobody sends, this connection
+                // included, and waits for what the kernel refused.
                 let p = MutexGuard::unlocked(&mut l.conn, || {
-                    let _ = flush::flush(id);
-                    pool::take_unless(&mut gone, make_progress)
+                    pool::take_unless(&mut gone, || make_progress(Some(fd)))
                 });
                 match p {
                     Some(p) if l.conn.is(l.counter) => p,
@@ -155,6 +160,7 @@ fn copy_in(l: &mut Locked, id: isize, data: &[u8], sent_part: bool) -> Result<bo
         entry.started = sent_part && !pushed;
         l.conn.queue.push(entry);
         l.conn.queued_bytes += n;
+        table::mark_dirty(l.fd, &mut l.conn);
         first = false;
         pushed = true;
         rest = &rest[n..];
@@ -234,7 +240,7 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
         callbacks::touch(id);
         return Ok(());
     }
-    let opened = copy_in(&mut l, id, &data[sent..], sent > 0);
+    let opened = copy_in(&mut l, &data[sent..], sent > 0);
     // The state decides after the bytes are queued (a large write waited
     // for the pool meanwhile, while flushes may have drained the socket).
     // While an EPOLLOUT is owed, try again only once a write opened a new
@@ -270,46 +276,84 @@ pub enum Payload<'a> {
         ptr: *const u8,
         len: usize,
     },
-    /// A window of a file the library owns from now (`is_fd`): from
-    /// `offset`, at most `length` bytes (`u64::MAX`: to its end).
+    /// A window of a file handed over (`is_fd`): from `offset`, at most
+    /// `length` bytes (`u64::MAX`: to its end). Not checked yet: the first
+    /// `sendfile`, or a check before it is queued, tells whether the fd is
+    /// open; the library owns it from then on.
     File {
-        owner: Owner,
         fd: RawFd,
         offset: libc::off_t,
         length: u64,
     },
 }
 
+impl Payload<'_> {
+    /// A refused write releases what was handed over: an owned buffer is
+    /// freed (its owner dropped), a file closed.
+    fn refuse(self, e: Errno) -> Errno {
+        if let Payload::File { fd, .. } = self
+            && sys::fd_is_open(fd)
+        {
+            sys::close(fd);
+        }
+        e
+    }
+}
+
+/// A file window to send: `remaining` bytes of `fd` from `offset`.
+fn file_body(fd: RawFd, offset: libc::off_t, remaining: u64) -> FileBody {
+    FileBody {
+        fd,
+        offset,
+        remaining,
+        no_sendfile: false,
+        stage: None,
+        eof: false,
+    }
+}
+
+/// Whether a file written to this connection is sent at once by the writing
+/// thread ([`flush::send_file_now`]): nothing queued or owed, no sender,
+/// no hook (the read-and-write path) and flushes that run inline.
+fn sends_file_now(c: &Conn) -> bool {
+    c.send == SendState::Idle
+        && c.queue.is_empty()
+        && c.urgent_waiting.is_empty()
+        && !c.streaming
+        && !c.listening
+        && c.hooks.is_null()
+        && callbacks::flushes_inline()
+}
+
 /// `sock_write2_fn`: queues `payload` on the connection `id` and flushes.
 /// What the payload owns is released on every failure.
 pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
-    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    let Some(l) = table::lock(id) else {
+        return Err(payload.refuse(Errno::ENODEV));
+    };
     if l.conn.listening {
-        return Err(Errno::ENOTCONN);
+        return Err(payload.refuse(Errno::ENOTCONN));
     }
     if l.conn.over_limit() {
-        return Err(Errno::ENOBUFS);
+        return Err(payload.refuse(Errno::ENOBUFS));
     }
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
     let entry = match payload {
-        Payload::File {
-            owner,
-            fd,
-            offset,
-            length,
-        } => Entry::new(
-            Body::File(FileBody {
-                fd,
-                offset,
-                remaining: length,
-                no_sendfile: false,
-                stage: None,
-                eof: false,
-            }),
-            owner,
-            interruptible,
-        ),
+        Payload::File { fd, offset, length } => {
+            if !urgent && sends_file_now(&l.conn) {
+                // The sendfile itself says whether the fd is open.
+                return flush::send_file_now(l, file_body(fd, offset, length), true);
+            }
+            if !sys::fd_is_open(fd) {
+                return Err(Errno::EBADF);
+            }
+            Entry::new(
+                Body::File(file_body(fd, offset, length)),
+                Owner::CloseFd(fd),
+                interruptible,
+            )
+        }
         Payload::Owned { owner, ptr, len } => {
             Entry::new(Body::Mem { ptr, len, sent: 0 }, owner, interruptible)
         }
