@@ -289,14 +289,17 @@ pub enum Payload<'a> {
 
 impl Payload<'_> {
     /// A refused write releases what was handed over: an owned buffer is
-    /// freed (its owner dropped), a file closed.
+    /// freed (its owner dropped), a file closed. A file that is not open is
+    /// the error that counts (`EBADF`), whatever else was wrong.
     fn refuse(self, e: Errno) -> Errno {
-        if let Payload::File { fd, .. } = self
-            && sys::fd_is_open(fd)
-        {
-            sys::close(fd);
+        match self {
+            Payload::File { fd, .. } if !sys::fd_is_open(fd) => Errno::EBADF,
+            Payload::File { fd, .. } => {
+                sys::close(fd);
+                e
+            }
+            _ => e,
         }
-        e
     }
 }
 
