@@ -4,13 +4,15 @@
 //! The bound (default `BUFFER_PACKET_POOL`) caps the memory the user-land
 //! buffer may hold. It is read once from the environment variable
 //! `LIBSOCK_PACKET_POOL` and can be changed at run time with
-//! `sock_set_packet_pool_size`. Released packets are kept for reuse (up to
-//! 64); beyond that they are returned to the allocator. Once the pool has
-//! been quiet for a moment (no packet taken or released for
-//! [`TRIM_AFTER`]) after holding more than a few, it keeps only a few and
-//! asks the allocator to give its free memory back to the system
-//! (`malloc_trim`), so a burst does not pin memory: freed packets otherwise
-//! stay resident in the allocator's arenas.
+//! `sock_set_packet_pool_size`. Released packets are kept idle for reuse,
+//! as many as the load needs: every [`TRIM_AFTER`] while more than a few are
+//! idle, those beyond the most that were in use at once in that time go
+//! back to the allocator (under steady load nothing is allocated or freed
+//! per packet). Once the pool has been quiet for that long (no packet taken
+//! or released) it keeps only a few and asks the allocator to give its free
+//! memory back to the system (`malloc_trim`), so a burst does not pin
+//! memory: freed packets otherwise stay resident in the allocator's
+//! arenas.
 //!
 //! Packets handed to the program (`sock_checkout_packet`) are remembered, so a
 //! pointer that did not come from the pool, or a packet released twice, is
@@ -56,14 +58,14 @@ impl PoolPacket {
     }
 }
 
-/// Released packets kept for reuse beyond which memory goes back to malloc.
-const KEEP_IDLE: usize = 64;
-/// Idle packets kept once the pool has been quiet for [`TRIM_AFTER`]: a
-/// burst's packets go back to the allocator, and the allocator gives the
-/// memory back to the system ([`trim`]).
+/// Idle packets always kept; once the pool has been quiet for
+/// [`TRIM_AFTER`], the only ones: a burst's packets go back to the
+/// allocator, and the allocator gives the memory back to the system
+/// ([`trim`]).
 const KEEP_QUIET: usize = 4;
-/// How long the pool must go without a packet taken or released before
-/// memory is given back (the trim waits while load goes on).
+/// The period of the trim while more than [`KEEP_QUIET`] packets are idle:
+/// idle packets beyond what the period's load needed are freed; after a
+/// period with no packet taken or released, memory is given back.
 pub const TRIM_AFTER: Duration = Duration::from_millis(200);
 
 struct State {
@@ -79,6 +81,11 @@ struct State {
     ops: u64,
     /// `ops` when a trim was last scheduled; `None`: none is scheduled.
     trim_at_ops: Option<u64>,
+    /// The most packets busy at once since the last trim.
+    peak_busy: usize,
+    /// Packets were freed since the allocator was last asked to give memory
+    /// back.
+    unreleased: bool,
 }
 
 // SAFETY: the raw pointers are owned by the pool while in `idle`; access is
@@ -106,6 +113,8 @@ fn pool() -> &'static Pool {
                 lent: HashMap::new(),
                 ops: 0,
                 trim_at_ops: None,
+                peak_busy: 0,
+                unreleased: false,
             }),
             freed: Condvar::new(),
         }
@@ -150,6 +159,7 @@ pub fn try_take() -> Option<NonNull<PoolPacket>> {
         }
     };
     s.busy += 1;
+    s.peak_busy = s.peak_busy.max(s.busy);
     drop(s);
     PoolPacket::reset(packet);
     Some(packet)
@@ -207,20 +217,14 @@ pub fn put(packet: NonNull<PoolPacket>) {
     let mut s = p.state.lock();
     s.busy -= 1;
     s.ops += 1;
-    let kept = s.idle.len() < KEEP_IDLE;
-    if kept {
-        s.idle.push(packet);
-    }
-    // More memory is held than a quiet pool keeps: give it back once the
-    // pool is quiet.
-    let schedule = s.trim_at_ops.is_none() && (!kept || s.idle.len() > KEEP_QUIET);
+    s.idle.push(packet);
+    // More memory is held than a quiet pool keeps: trim it to what the load
+    // needs, and give it back once the pool is quiet.
+    let schedule = s.trim_at_ops.is_none() && s.idle.len() > KEEP_QUIET;
     if schedule {
         s.trim_at_ops = Some(s.ops);
     }
     drop(s);
-    if !kept {
-        dealloc(packet);
-    }
     p.freed.notify_one();
     if schedule {
         crate::waker::trim_after(TRIM_AFTER);
@@ -238,26 +242,41 @@ fn dealloc(packet: NonNull<PoolPacket>) {
     };
 }
 
-/// Gives memory back after a burst (called by the waker, [`TRIM_AFTER`]
-/// after it was scheduled): if packets were taken or released meanwhile,
-/// the load goes on and it returns the delay to look again; otherwise it
-/// frees the idle packets beyond `KEEP_QUIET` and asks the allocator to
-/// return its free memory to the system (`malloc_trim`: freed packets
-/// otherwise stay resident in its arenas), and returns `None`.
+/// Trims the idle packets (called by the waker, [`TRIM_AFTER`] after it was
+/// scheduled, and again after each period it returns). If packets were
+/// taken or released meanwhile, the load goes on: it frees the idle packets
+/// beyond what the period needed (the most busy at once, less those busy
+/// now) and returns the delay to look again. Otherwise it frees those
+/// beyond `KEEP_QUIET`, asks the allocator to return its free memory to the
+/// system (`malloc_trim`: freed packets otherwise stay resident in its
+/// arenas), and returns `None`.
 pub fn trim() -> Option<Duration> {
     let mut s = pool().state.lock();
     let seen = s.trim_at_ops?;
-    if s.ops != seen {
-        s.trim_at_ops = Some(s.ops);
-        return Some(TRIM_AFTER);
-    }
-    s.trim_at_ops = None;
-    let keep = KEEP_QUIET.min(s.idle.len());
+    let quiet = s.ops == seen;
+    let needed = if quiet {
+        0
+    } else {
+        s.peak_busy.saturating_sub(s.busy)
+    };
+    let keep = needed.max(KEEP_QUIET).min(s.idle.len());
     let surplus: Vec<NonNull<PoolPacket>> = s.idle.drain(keep..).collect();
+    s.peak_busy = s.busy;
+    s.unreleased |= !surplus.is_empty();
+    let release = quiet && s.unreleased;
+    if release {
+        s.unreleased = false;
+    }
+    // Look again while packets are idle beyond the few, or freed ones were
+    // not given back yet.
+    let again = !quiet && (s.idle.len() > KEEP_QUIET || s.unreleased);
+    s.trim_at_ops = again.then_some(s.ops);
     drop(s);
     surplus.into_iter().for_each(dealloc);
-    release_free_memory();
-    None
+    if release {
+        release_free_memory();
+    }
+    again.then_some(TRIM_AFTER)
 }
 
 /// Asks the C allocator to return the free memory of its arenas to the
