@@ -7,8 +7,10 @@
 //!   (an empty non-blocking pipe), flushed again as soon as it is readable;
 //!   a write hook that wrote nothing without refusing, flushed again after a
 //!   short delay. A watch is one-shot and holds no reference to the
-//!   connection: when it fires, the UUID is flushed through the usual path,
-//!   which does nothing if the connection closed meanwhile.
+//!   connection: when it fires, the UUID is flushed on this thread (not
+//!   through the program's task queue, which may be full of writers waiting
+//!   for the pool space that flush frees); a flush of a UUID that closed
+//!   meanwhile does nothing.
 //! - **Lingering closes** ([`linger`]): a graceful close of a socket whose
 //!   peer is still sending (input was waiting at the close: pipelined
 //!   requests, a body the program did not read — the heuristic of nginx's
@@ -246,7 +248,12 @@ fn run() {
             sys::close(fd);
         }
         for uuid in fired {
-            crate::boundary::guard((), || crate::flush::schedule(uuid));
+            // Inline, on this thread: a flush does not block, and the
+            // program's task queue may be busy with writers waiting for the
+            // very pool space this flush frees.
+            crate::boundary::guard((), || {
+                let _ = crate::flush::flush(uuid);
+            });
         }
     }
 }
