@@ -254,8 +254,11 @@ typedef struct lv {
   atomic_llong t_hook;
   /* watchdog's own (its thread only) */
   long long wd_rcvd;
-  int64_t wd_progress, wd_since, wd_kick;
-  long long wd_kick_rcvd;
+  int64_t wd_progress, wd_since;
+  /* a candidate stall: the watchdog flushed at wd_probe itself and judges
+   * 300 ms later whether that moved bytes (stranded) or not (starved) */
+  int64_t wd_probe;
+  long long wd_probe_rcvd;
   int wd_reported; /* then rescued: flushed by the watchdog when stuck */
   int64_t wd_close_since;
   int wd_close_reported;
@@ -1124,15 +1127,39 @@ static void *watchdog_main(void *arg) {
       lv_t *v = snap[k];
       int64_t now = now_ms();
       long long got = atomic_load(&v->rcvd);
-      if (v->wd_kick && now - v->wd_kick >= 300) {
-        fprintf(stderr,
-                "    connection %u: once the watchdog called sock_flush "
-                "itself, the peer received %lld more bytes in %lld ms%s\n",
-                v->c->id, got - v->wd_kick_rcvd, (long long)(now - v->wd_kick),
-                got > v->wd_kick_rcvd ? " (the data could be sent; nothing "
-                                        "else was sending it)"
-                                      : "");
-        v->wd_kick = 0;
+      if (v->wd_probe) {
+        if (now - v->wd_probe < 300)
+          continue;
+        /* The verdict on a candidate stall. Bytes the watchdog's own
+         * sock_flush delivered could have been sent, and nothing was
+         * sending them: stranded. If it moved nothing either, the bytes
+         * wait for something other than a flush (pool space for a large
+         * write that owns the connection, a source): starved by the shared
+         * pool, which is its documented limit, not a lost wake-up. */
+        int64_t t0 = v->wd_probe;
+        v->wd_probe = 0;
+        if (got > v->wd_probe_rcvd) {
+          report_stall(v, t0);
+          fprintf(stderr,
+                  "    connection %u: the watchdog's own sock_flush then "
+                  "delivered %lld bytes in %lld ms (the data could be sent; "
+                  "nothing else was sending it)\n",
+                  v->c->id, got - v->wd_probe_rcvd, (long long)(now - t0));
+          v->wd_reported = 1;
+          atomic_store(&v->victim, 0); /* control: the point is made */
+        } else {
+          fprintf(stderr,
+                  "  [%s/%s] note: connection %u: data pending on a "
+                  "writable socket for %lld ms, but a sock_flush moved "
+                  "nothing either: starved (waiting for pool space or a "
+                  "source), not stranded\n",
+                  h_prog, h_current, v->c->id,
+                  (long long)(t0 - v->wd_progress));
+        }
+        v->wd_rcvd = got;
+        v->wd_progress = now;
+        v->wd_since = 0;
+        continue;
       }
       if (got != v->wd_rcvd) {
         v->wd_rcvd = got;
@@ -1174,12 +1201,10 @@ static void *watchdog_main(void *arg) {
         v->wd_since = now;
       if (now - v->wd_since < g_stall_ms || now - v->wd_progress < g_stall_ms)
         continue;
-      report_stall(v, now);
-      v->wd_reported = 1;
+      /* a candidate: flush once, judge in 300 ms (above) */
+      v->wd_probe = now;
+      v->wd_probe_rcvd = got;
       v->wd_since = 0;
-      atomic_store(&v->victim, 0); /* control: the point is made */
-      v->wd_kick = now;
-      v->wd_kick_rcvd = got;
       sock_flush(v->uuid);
     }
     pthread_mutex_lock(&lv_mtx);
