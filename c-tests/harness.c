@@ -212,3 +212,5 @@ int h_end(void) {
           h_nfail, h_nskip);
   return h_nfail ? 1 : 0;
 }
+
+int h_deadline_ms(void) { return h_timeout * 1000 / 2; }

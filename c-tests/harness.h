@@ -63,6 +63,10 @@ h_skip_at(const char *file, int line, const char *fmt, ...);
 void h_init(int argc, char **argv);
 void h_run(const char *name, void (*fn)(void));
 int h_end(void);
+/* Half of the per-test watchdog, in milliseconds: the longest a test's own
+ * deadline may be (the watchdog grows under valgrind and DRD, so a test's
+ * deadline grows with it and stays inside it). */
+int h_deadline_ms(void);
 
 /* ---- assertion macros -------------------------------------------------- */
 

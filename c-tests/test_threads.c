@@ -177,7 +177,7 @@ static void *own_conn_main(void *arg) {
   uint8_t *src = malloc(e->n), *dst = malloc(e->n);
   fill_pattern(src, e->n, 0, e->seed);
   size_t off = 0, got = 0;
-  int64_t end = now_ms() + 30000;
+  int64_t end = now_ms() + h_deadline_ms();
   e->ok = 1;
   /* write in chunks, read the echo the raw peer thread does not do:
    * here the raw peer is read directly by this thread too */
