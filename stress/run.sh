@@ -326,6 +326,7 @@ drd_progs() { # the programs under DRD
 
 drd_ctests() { # selected c-tests (threads, close, pool, callbacks) under DRD
   local t src bin TAG=drd shim=$OUT/bin/drd_shim.so
+  local -x RL_VALGRIND=1 # tests that move many bytes move fewer
   # the shim marks pool packets as library memory (see stress/drd_shim.c)
   if ! "$CC" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -Iinclude \
     -shared -fPIC -o "$shim" stress/drd_shim.c -ldl >"$log/build-drd-shim.log" 2>&1; then
@@ -378,7 +379,7 @@ ctests_asan() { # the C harness with ASan/UBSan, shared and static
 
 ctests_valgrind() { # the C harness under memcheck (its own VALGRIND=1 mode)
   have_valgrind || { fail "c-tests under valgrind" "valgrind not installed"; return; }
-  VALGRIND=1 c-tests/run.sh shared "$OUT/ctests-valgrind" >"$log/ctests-valgrind.out" 2>&1
+  RL_VALGRIND=1 VALGRIND=1 c-tests/run.sh shared "$OUT/ctests-valgrind" >"$log/ctests-valgrind.out" 2>&1
   ctests_count "$log/ctests-valgrind.out" memcheck "c-tests under valgrind" $?
 }
 
