@@ -400,7 +400,8 @@ TEST(flush_all_concurrent_with_writers) {
   for (int i = 0; i < N; i++) {
     REQUIRE(make_unix_pair_buf(&c[i], 8192) == 0);
     d[i] = (drain_t){.fd = c[i].raw, .expect = n, .check = 1,
-                     .seed = 400 + (uint32_t)i};
+                     .seed = 400 + (uint32_t)i,
+                     .timeout_ms = h_deadline_ms()};
     drain_start(&d[i]);
   }
   for (int i = 0; i < N; i++) {

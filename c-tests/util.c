@@ -505,7 +505,7 @@ static void *drain_main(void *arg) {
 
 int drain_start(drain_t *d) {
   if (!d->timeout_ms)
-    d->timeout_ms = 20000;
+    d->timeout_ms = h_deadline_ms(); /* grows with the watchdog (valgrind) */
   return pthread_create(&d->th, NULL, drain_main, d);
 }
 
