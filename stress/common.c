@@ -429,9 +429,13 @@ void reactor_on_close(intptr_t uuid) {
   atomic_store(&c->closed, 1);
 }
 
+static _Thread_local long thread_touches;
+long rl_thread_touches(void) { return thread_touches; }
+
 void sock_touch(intptr_t uuid) {
   (void)uuid;
   atomic_fetch_add(&rl_touches, 1);
+  thread_touches++;
 }
 
 /* ---- the readers of the peer ends -----------------------------------------*/

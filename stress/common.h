@@ -242,6 +242,9 @@ extern long reg_done_conns;
 extern uint64_t reg_done_frames, reg_done_bytes;
 /* sock_touch calls; reactor_on_close calls of UUIDs nobody held */
 extern atomic_long rl_touches, rl_unknown_closes;
+/* sock_touch calls made on the calling thread: a call of this thread that
+ * made the count grow moved bytes itself */
+long rl_thread_touches(void);
 /* the epoll set the readers wait on (peer ends) */
 extern int rl_epoll;
 

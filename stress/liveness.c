@@ -255,10 +255,12 @@ typedef struct lv {
   /* watchdog's own (its thread only) */
   long long wd_rcvd;
   int64_t wd_progress, wd_since;
-  /* a candidate stall: the watchdog flushed at wd_probe itself and judges
-   * 300 ms later whether that moved bytes (stranded) or not (starved) */
+  /* a candidate stall: the watchdog flushed at wd_probe itself; whether
+   * that call sent bytes (sock_touch on the watchdog's thread) tells
+   * stranded from starved, reported 300 ms later with what arrived */
   int64_t wd_probe;
   long long wd_probe_rcvd;
+  int wd_probe_sent;
   int wd_reported; /* then rescued: flushed by the watchdog when stuck */
   int64_t wd_close_since;
   int wd_close_reported;
@@ -1130,31 +1132,35 @@ static void *watchdog_main(void *arg) {
       if (v->wd_probe) {
         if (now - v->wd_probe < 300)
           continue;
-        /* The verdict on a candidate stall. Bytes the watchdog's own
-         * sock_flush delivered could have been sent, and nothing was
-         * sending them: stranded. If it moved nothing either, the bytes
-         * wait for something other than a flush (pool space for a large
-         * write that owns the connection, a source): starved by the shared
-         * pool, which is its documented limit, not a lost wake-up. */
+        /* The verdict on a candidate stall. When the watchdog's own
+         * sock_flush sent bytes (its thread got the sock_touch), they could
+         * have been sent and nothing was sending them: stranded. If it
+         * moved nothing, the bytes wait for something other than a flush
+         * (pool space for a large write that owns the connection, a
+         * source): starved by the shared pool, which is its documented
+         * limit, not a lost wake-up — even if bytes arrive meanwhile, once
+         * the large write gets its packets. */
         int64_t t0 = v->wd_probe;
         v->wd_probe = 0;
-        if (got > v->wd_probe_rcvd) {
+        if (v->wd_probe_sent) {
           report_stall(v, t0);
           fprintf(stderr,
-                  "    connection %u: the watchdog's own sock_flush then "
-                  "delivered %lld bytes in %lld ms (the data could be sent; "
-                  "nothing else was sending it)\n",
+                  "    connection %u: the watchdog's own sock_flush sent "
+                  "bytes (%lld arrived in %lld ms): the data could be "
+                  "sent, nothing else was sending it\n",
                   v->c->id, got - v->wd_probe_rcvd, (long long)(now - t0));
           v->wd_reported = 1;
           atomic_store(&v->victim, 0); /* control: the point is made */
         } else {
           fprintf(stderr,
                   "  [%s/%s] note: connection %u: data pending on a "
-                  "writable socket for %lld ms, but a sock_flush moved "
+                  "writable socket for %lld ms, but a sock_flush sent "
                   "nothing either: starved (waiting for pool space or a "
-                  "source), not stranded\n",
+                  "source), not stranded (%lld bytes arrived in the next "
+                  "%lld ms)\n",
                   h_prog, h_current, v->c->id,
-                  (long long)(t0 - v->wd_progress));
+                  (long long)(t0 - v->wd_progress),
+                  got - v->wd_probe_rcvd, (long long)(now - t0));
         }
         v->wd_rcvd = got;
         v->wd_progress = now;
@@ -1205,7 +1211,9 @@ static void *watchdog_main(void *arg) {
       v->wd_probe = now;
       v->wd_probe_rcvd = got;
       v->wd_since = 0;
+      long touched = rl_thread_touches();
       sock_flush(v->uuid);
+      v->wd_probe_sent = rl_thread_touches() > touched;
     }
     pthread_mutex_lock(&lv_mtx);
     for (int k = 0; k < n; k++)
