@@ -128,8 +128,12 @@ TEST(linger_ends_when_the_peer_closes) {
   CHECK_EQ(sock_write(c.uuid, "answer", 6), 0);
   sock_close(c.uuid);
   CHECK_EQ(close_count(c.uuid), 1);
+  CHECK_EQ(remove_count(c.uuid), 1);
+  CHECK(remove_before_close(c.uuid));
   CHECK_EQ(sock_isvalid(c.uuid), 0);
   CHECK_MSG(fd_is_open(c.lfd), "the fd was closed at once: no linger");
+  /* reactor_on_close came while the fd lingers (README: Lingering close) */
+  CHECK_EQ(close_saw_fd_open(c.uuid), 1);
   char b[16];
   int eof = 0;
   CHECK_EQ(raw_read_n(c.raw, b, sizeof(b), 5000, &eof), 6);
@@ -160,6 +164,8 @@ TEST(linger_off_closes_at_once) {
   REQUIRE(tcp_pair_with_input(&c) == 0);
   sock_close(c.uuid);
   CHECK(!fd_is_open(c.lfd));
+  CHECK_EQ(close_count(c.uuid), 1);
+  CHECK_EQ(close_saw_fd_open(c.uuid), 0); /* the contract: after the close */
   close(c.raw);
 }
 
