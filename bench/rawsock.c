@@ -260,6 +260,17 @@ int sock_packets_pending(intptr_t uuid) {
   return r;
 }
 
+size_t sock_pending_bytes(intptr_t uuid) {
+  raw_conn_s *c = conn_locked(uuid);
+  if (!c)
+    return 0;
+  size_t n = 0;
+  for (out_s *o = c->head; o; o = o->next)
+    n += o->left;
+  UNLOCK(c);
+  return n;
+}
+
 static void enqueue(raw_conn_s *c, out_s *o) {
   if (c->tail)
     c->tail->next = o;

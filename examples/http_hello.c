@@ -9,7 +9,8 @@
  * sock_sendfile(); a directory serves its index.html. Missing files get 404; paths that would leave the folder
  * (".." segments, also percent-encoded, or symbolic links pointing out)
  * get 403. Pipelined requests are answered in order; a connection stops
- * being read while its answers wait in the queue (backpressure). Idle
+ * being read while more than PAUSE_ABOVE bytes of its answers wait in the
+ * queue (backpressure, measured with the sock_pending_bytes extension). Idle
  * connections are closed after `idle_seconds` (default 10), tracked through
  * sock_touch. Port 0 picks a free port; the URL is printed on stdout.
  * SIGINT/SIGTERM stop the server cleanly (exit status 0).
@@ -35,6 +36,11 @@
 
 #define HEAD_MAX 8192 /* request line + headers */
 #define PATH_MAX_LEN 4096
+/* Stop reading a connection while more than this waits in its queue. Not 0:
+ * a small answer is often still queued right after sock_write (the flush
+ * may run later, as an async_run task), and pausing for it would cost a
+ * resume and one more read per request. */
+#define PAUSE_ABOVE (64 * 1024)
 
 typedef struct {
   size_t start, len; /* unparsed bytes: buf[start..len) */
@@ -400,7 +406,7 @@ static int serve_buffered(loop_conn_s *c, http_s *h) {
     h->start += hlen;
     if (handle(c, h, p, hlen))
       return 1;
-    if (sock_packets_pending(c->uuid)) {
+    if (sock_pending_bytes(c->uuid) > PAUSE_ABOVE) {
       /* the client is not reading as fast as it asks: wait for the queue */
       loop_pause(c);
       return 1;
