@@ -157,17 +157,21 @@ TEST(linger_ends_at_the_time_limit) {
   close(c.raw);
 }
 
-/* Lingering off: a graceful close closes at once, as before. */
-TEST(linger_off_closes_at_once) {
-  sock_set_linger_timeout(0);
+/* With input waiting, `close_fn` closes the fd before it returns, and
+ * reactor_on_close comes after the close (the contract). */
+static void closes_at_once(void (*close_fn)(intptr_t), unsigned linger_ms) {
+  sock_set_linger_timeout(linger_ms);
   conn_t c;
   REQUIRE(tcp_pair_with_input(&c) == 0);
-  sock_close(c.uuid);
+  close_fn(c.uuid);
   CHECK(!fd_is_open(c.lfd));
   CHECK_EQ(close_count(c.uuid), 1);
-  CHECK_EQ(close_saw_fd_open(c.uuid), 0); /* the contract: after the close */
+  CHECK_EQ(close_saw_fd_open(c.uuid), 0);
   close(c.raw);
 }
+
+/* Lingering off: a graceful close closes at once, as before. */
+TEST(linger_off_closes_at_once) { closes_at_once(sock_close, 0); }
 
 /* Thousands of lingering closes at once: at most 4096 linger (one fd
  * each); the rest close at once; all end at the time limit. */
@@ -207,15 +211,7 @@ TEST(thousands_of_lingering_closes_are_bounded) {
 }
 
 /* sock_force_close never lingers: the fd is closed when it returns. */
-TEST(force_close_never_lingers) {
-  sock_set_linger_timeout(20000);
-  conn_t c;
-  REQUIRE(tcp_pair_with_input(&c) == 0);
-  sock_force_close(c.uuid);
-  CHECK(!fd_is_open(c.lfd));
-  CHECK_EQ(close_count(c.uuid), 1);
-  close(c.raw);
-}
+TEST(force_close_never_lingers) { closes_at_once(sock_force_close, 20000); }
 
 int main(int argc, char **argv) {
   HARNESS_INIT(argc, argv);

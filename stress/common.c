@@ -449,6 +449,30 @@ void peer_finish(lconn_t *c) {
   atomic_store(&c->peer_done, 1);
 }
 
+size_t peer_read(lconn_t *c, uint8_t *buf, size_t cap, size_t budget,
+                 int *eof) {
+  size_t got = 0;
+  *eof = 0;
+  while (got < budget) {
+    size_t want = budget - got < cap ? budget - got : cap;
+    ssize_t k = read(c->peer, buf, want);
+    if (k > 0) {
+      rx_feed(&c->rx, buf, (size_t)k);
+      got += (size_t)k;
+      continue;
+    }
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    /* EOF; ECONNRESET after all data (unix sockets report the reset of a
+     * peer that closed with unread data only once the queue is read) */
+    *eof = 1;
+    break;
+  }
+  return got;
+}
+
 static void *reader_main(void *arg) {
   readers_t *r = arg;
   size_t cap = 1 << 18;
@@ -460,25 +484,8 @@ static void *reader_main(void *arg) {
       lconn_t *c = evs[i].data.ptr;
       pthread_mutex_lock(&c->rx_mtx);
       int fd = c->peer; /* only this reader closes it, after EOF */
-      int done = 0;
-      size_t budget = 4u << 20;
-      while (budget) {
-        ssize_t k = read(fd, buf, cap);
-        if (k > 0) {
-          rx_feed(&c->rx, buf, (size_t)k);
-          budget -= (size_t)k < budget ? (size_t)k : budget;
-          continue;
-        }
-        if (k < 0 && errno == EINTR)
-          continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-          break;
-        /* EOF; ECONNRESET after all data (unix sockets report the reset
-         * of a peer that closed with unread data only once the queue is
-         * read) */
-        done = 1;
-        break;
-      }
+      int done;
+      peer_read(c, buf, cap, 4u << 20, &done);
       if (done) {
         c->rx.eof = 1;
         pthread_mutex_unlock(&c->rx_mtx);

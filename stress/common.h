@@ -284,6 +284,12 @@ typedef struct {
 
 /* The peer saw the end of c's stream: out of the epoll set, closed. */
 void peer_finish(lconn_t *c);
+/* Reads c's peer end into its stream check (c->rx), up to `budget` bytes
+ * in reads of at most `cap` into buf, until EAGAIN. Returns the bytes read;
+ * *eof is set at end of stream (or a reset after all data). The caller
+ * holds c->rx_mtx. */
+size_t peer_read(lconn_t *c, uint8_t *buf, size_t cap, size_t budget,
+                 int *eof);
 
 /* n reader threads (at most 4) read and check the peer ends; stop joins
  * them. */

@@ -851,22 +851,8 @@ static void *peer_main(void *arg) {
       size_t quota = v->speed == SP_SLOW     ? 4096
                      : v->speed == SP_MEDIUM ? 65536
                                              : 4u << 20;
-      int done = 0;
-      while (quota) {
-        ssize_t k = read(c->peer, buf, quota < cap ? quota : cap);
-        if (k > 0) {
-          rx_feed(&c->rx, buf, (size_t)k);
-          atomic_fetch_add(&v->rcvd, k);
-          quota -= (size_t)k < quota ? (size_t)k : quota;
-          continue;
-        }
-        if (k < 0 && errno == EINTR)
-          continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-          break;
-        done = 1; /* EOF, or a reset after all data */
-        break;
-      }
+      int done;
+      atomic_fetch_add(&v->rcvd, (long long)peer_read(c, buf, cap, quota, &done));
       if (done) {
         c->rx.eof = 1;
         pthread_mutex_unlock(&c->rx_mtx);

@@ -41,16 +41,36 @@ static int closed(intptr_t uuid) {
   return reactor_closes() > 0;
 }
 
-TEST(large_transfer_through_edge_triggered_loop) {
+/* A connection registered with the loop, with small kernel buffers (most
+ * of the data waits in the library's queue for the loop's EPOLLOUT
+ * flushes), and a drain checking `expect` pattern bytes of `seed` at its
+ * peer. A failure here fails the test (TEST_FAILED). */
+static void start_transfer(conn_t *c, drain_t *d, size_t expect, uint32_t seed,
+                          int until_eof) {
   REQUIRE(reactor_init() == 0);
+  REQUIRE(make_tcp_pair_buf(c, 64 << 10, 64 << 10) == 0);
+  REQUIRE(reactor_add(c->uuid) == 0);
+  *d = (drain_t){.fd = c->raw, .expect = expect, .until_eof = until_eof,
+                 .check = 1, .seed = seed, .timeout_ms = 5000};
+  REQUIRE(drain_start(d) == 0);
+}
+
+/* Runs the loop until done(uuid), then checks that the peer got every
+ * byte, in order, and that no fallback ran. */
+static void loop_delivers(int (*done)(intptr_t), conn_t *c, drain_t *d) {
+  CHECK(loop_until(done, c->uuid, 20000));
+  drain_join(d);
+  CHECK_EQ(d->got, d->expect);
+  CHECK(d->bad_at == SIZE_MAX);
+  CHECK_EQ(fallbacks(), 0);
+}
+
+TEST(large_transfer_through_edge_triggered_loop) {
   conn_t c;
-  /* small kernel buffers: most of the data waits in the library's queue
-   * for the loop's EPOLLOUT flushes */
-  REQUIRE(make_tcp_pair_buf(&c, 64 << 10, 64 << 10) == 0);
-  REQUIRE(reactor_add(c.uuid) == 0);
-  drain_t d = {.fd = c.raw, .expect = BIG, .check = 1, .seed = 11,
-               .timeout_ms = 5000};
-  REQUIRE(drain_start(&d) == 0);
+  drain_t d;
+  start_transfer(&c, &d, BIG, 11, 0);
+  if (TEST_FAILED())
+    return;
   uint8_t *src = malloc(BIG);
   REQUIRE(src != NULL);
   fill_pattern(src, BIG, 0, 11);
@@ -60,11 +80,7 @@ TEST(large_transfer_through_edge_triggered_loop) {
       accepted += CHUNK;
   free(src);
   CHECK_EQ(accepted, BIG);
-  CHECK(loop_until(nothing_pending, c.uuid, 20000));
-  drain_join(&d);
-  CHECK_EQ(d.got, BIG);
-  CHECK(d.bad_at == SIZE_MAX);
-  CHECK_EQ(fallbacks(), 0);
+  loop_delivers(nothing_pending, &c, &d);
   sock_force_close(c.uuid);
   close(c.raw);
 }
@@ -73,13 +89,11 @@ TEST(large_transfer_through_edge_triggered_loop) {
  * the loop's sock_flush on EPOLLOUT moves what the kernel did not take at
  * once. */
 TEST(packets_through_edge_triggered_loop) {
-  REQUIRE(reactor_init() == 0);
   conn_t c;
-  REQUIRE(make_tcp_pair_buf(&c, 64 << 10, 64 << 10) == 0);
-  REQUIRE(reactor_add(c.uuid) == 0);
-  drain_t d = {.fd = c.raw, .expect = BIG, .check = 1, .seed = 13,
-               .timeout_ms = 5000};
-  REQUIRE(drain_start(&d) == 0);
+  drain_t d;
+  start_transfer(&c, &d, BIG, 13, 0);
+  if (TEST_FAILED())
+    return;
   size_t sent = 0;
   for (size_t off = 0; off < BIG; off += BUFFER_PACKET_SIZE) {
     sock_packet_s *p = sock_checkout_packet();
@@ -90,29 +104,20 @@ TEST(packets_through_edge_triggered_loop) {
       sent += BUFFER_PACKET_SIZE;
   }
   CHECK_EQ(sent, BIG);
-  CHECK(loop_until(nothing_pending, c.uuid, 20000));
-  drain_join(&d);
-  CHECK_EQ(d.got, BIG);
-  CHECK(d.bad_at == SIZE_MAX);
-  CHECK_EQ(fallbacks(), 0);
+  loop_delivers(nothing_pending, &c, &d);
   sock_force_close(c.uuid);
   close(c.raw);
 }
 
 TEST(data_written_before_close_arrives) {
-  REQUIRE(reactor_init() == 0);
   conn_t c;
-  REQUIRE(make_tcp_pair_buf(&c, 64 << 10, 64 << 10) == 0);
-  REQUIRE(reactor_add(c.uuid) == 0);
-  drain_t d = {.fd = c.raw, .expect = CLOSE_BYTES, .until_eof = 1,
-               .check = 1, .seed = 12, .timeout_ms = 5000};
-  REQUIRE(drain_start(&d) == 0);
+  drain_t d;
+  start_transfer(&c, &d, CLOSE_BYTES, 12, 1);
+  if (TEST_FAILED())
+    return;
   write_pattern(c.uuid, CLOSE_BYTES, 12);
   sock_close(c.uuid);
-  CHECK(loop_until(closed, c.uuid, 20000));
-  drain_join(&d);
-  CHECK_EQ(d.got, CLOSE_BYTES);
-  CHECK(d.bad_at == SIZE_MAX);
+  loop_delivers(closed, &c, &d);
   CHECK(d.eof);
   CHECK_EQ(d.err, 0);
   /* the program's callbacks, once each, for this connection */
