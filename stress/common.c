@@ -22,6 +22,19 @@ uint32_t rng_below(rng_t *r, uint32_t n) {
   return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
 
+int rng_pick(rng_t *r, const int *w, int n) {
+  int total = 0;
+  for (int i = 0; i < n; i++)
+    total += w[i];
+  int x = (int)rng_below(r, (uint32_t)total);
+  for (int i = 0; i < n; i++) {
+    if (x < w[i])
+      return i;
+    x -= w[i];
+  }
+  return n - 1;
+}
+
 uint32_t rng_range(rng_t *r, uint32_t lo, uint32_t hi) {
   return lo + rng_below(r, hi - lo + 1);
 }

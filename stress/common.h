@@ -80,6 +80,8 @@ uint64_t mix64(uint64_t x);
 uint64_t rng_next(rng_t *r);
 /* uniform in [0, n) (n > 0) */
 uint32_t rng_below(rng_t *r, uint32_t n);
+/* An index below n, each i with probability w[i] / (w[0] + ... + w[n-1]). */
+int rng_pick(rng_t *r, const int *w, int n);
 /* uniform in [lo, hi] */
 uint32_t rng_range(rng_t *r, uint32_t lo, uint32_t hi);
 /* true with this probability */

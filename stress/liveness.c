@@ -305,19 +305,6 @@ static void lv_unref(lv_t *v) {
   pthread_mutex_unlock(&lv_mtx);
 }
 
-static int pick(rng_t *r, const int *w, int n) {
-  int total = 0;
-  for (int i = 0; i < n; i++)
-    total += w[i];
-  int x = (int)rng_below(r, (uint32_t)total);
-  for (int i = 0; i < n; i++) {
-    if (x < w[i])
-      return i;
-    x -= w[i];
-  }
-  return n - 1;
-}
-
 /* ---- the task pool: async_run ---------------------------------------------*/
 
 typedef struct task {
@@ -495,7 +482,7 @@ static void write_one(writer_t *wr, lv_t *v) {
   atomic_fetch_add(&v->inflight, 1);
   if (atomic_fetch_sub(&v->tickets, 1) > 0) {
     wctx_t *w = &wr->w;
-    int how = pick(&w->rng, prof->send_weight, LV_KINDS);
+    int how = rng_pick(&w->rng, prof->send_weight, LV_KINDS);
     uint32_t len = rng_chance(&w->rng, (uint32_t)prof->big_pct)
                        ? rng_range(&w->rng, v->large / 4, v->large)
                        : pick_size(&w->rng, v->large);
@@ -889,7 +876,7 @@ static long n_retired, n_forced, n_hooked;
 
 static lv_t *lv_create(void) {
   static const int kind_of[3] = {LK_UNIX, LK_TCP_ACCEPTED, LK_TCP_CONNECTED};
-  int kind = kind_of[pick(&g_rng, prof->kinds, 3)];
+  int kind = kind_of[rng_pick(&g_rng, prof->kinds, 3)];
   lconn_t *c = lconn_create(&g_creator, kind, -1,
                             rng_chance(&g_rng, (uint32_t)prof->small_pct), -1,
                             0);
@@ -900,7 +887,7 @@ static lv_t *lv_create(void) {
   v->uuid = c->uuid;
   v->fd = c->lfd;
   v->t0 = run_ms();
-  v->speed = pick(&g_rng, prof->speed_weight, NSPEEDS);
+  v->speed = rng_pick(&g_rng, prof->speed_weight, NSPEEDS);
   v->large = v->speed == SP_SLOW && prof->large > 65536 ? 65536 : prof->large;
   v->force = rng_chance(&g_rng, (uint32_t)prof->force_pct);
   v->keepalive = !v->force && rng_chance(&g_rng, (uint32_t)prof->keepalive_pct);

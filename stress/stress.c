@@ -139,19 +139,6 @@ static void slot_init(slot_t *s) {
   pthread_mutex_init(&s->mtx, NULL);
 }
 
-static int pick(rng_t *r, const int *w, int n) {
-  int total = 0;
-  for (int i = 0; i < n; i++)
-    total += w[i];
-  int x = (int)rng_below(r, (uint32_t)total);
-  for (int i = 0; i < n; i++) {
-    if (x < w[i])
-      return i;
-    x -= w[i];
-  }
-  return n - 1;
-}
-
 static int requested(lconn_t *c) {
   return atomic_load(&c->close_req) || atomic_load(&c->force_req);
 }
@@ -160,7 +147,7 @@ static int requested(lconn_t *c) {
 static void op_open(worker_t *wk, slot_t *s, int private_slot) {
   pthread_mutex_lock(&s->mtx);
   if (!s->cur || requested(s->cur)) {
-    int kind = pick(&wk->w.rng, prof->kinds, 4);
+    int kind = rng_pick(&wk->w.rng, prof->kinds, 4);
     int hook = rng_chance(&wk->w.rng, (uint32_t)prof->hook_pct)
                    ? (int)rng_below(&wk->w.rng, 2)
                    : -1;
@@ -188,7 +175,7 @@ static void op_stale(worker_t *wk, lconn_t *h) {
   switch (rng_below(r, 8)) {
   case 0:
   case 1:
-    if (send_frame(&wk->w, h, pick(r, prof->send_weight, SEND_KINDS),
+    if (send_frame(&wk->w, h, rng_pick(r, prof->send_weight, SEND_KINDS),
                    rng_below(r, 3000)) == 0)
       rl_fail("stale-uuid-write-accepted", "stale send accepted"); /* send_frame said why */
     break;
@@ -277,7 +264,7 @@ static void *worker_main(void *arg) {
     int private_slot = npriv && rng_chance(r, 30);
     slot_t *s = private_slot ? &wk->priv[rng_below(r, (uint32_t)npriv)]
                              : &shared_slots[rng_below(r, (uint32_t)nshared)];
-    int op = pick(r, prof->weight, NOPS);
+    int op = rng_pick(r, prof->weight, NOPS);
     pthread_mutex_lock(&s->mtx);
     lconn_t *c = s->cur;
     lconn_t *h = s->nhist ? s->hist[rng_below(r, (uint32_t)s->nhist)] : NULL;
@@ -289,7 +276,7 @@ static void *worker_main(void *arg) {
     wk->ops[op]++;
     switch (op) {
     case OP_SEND: {
-      int how = pick(r, prof->send_weight, SEND_KINDS);
+      int how = rng_pick(r, prof->send_weight, SEND_KINDS);
       send_frame(&wk->w, c, how, pick_size(r, prof->large));
       break;
     }
