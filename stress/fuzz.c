@@ -81,19 +81,6 @@ static const int fop_weight[F_NOPS] = {
     [F_PACKETS] = 4,     [F_POOL] = 1,        [F_CHECKPOINT] = 1};
 static long fop_count[F_NOPS];
 
-static int pickw(const int *wt, int n) {
-  int total = 0;
-  for (int i = 0; i < n; i++)
-    total += wt[i];
-  int x = (int)rng_below(R, (uint32_t)total);
-  for (int i = 0; i < n; i++) {
-    if (x < wt[i])
-      return i;
-    x -= wt[i];
-  }
-  return n - 1;
-}
-
 static int closed(lconn_t *c) { return atomic_load(&c->closed); }
 
 /* the connection that owns c's peer end */
@@ -139,7 +126,7 @@ static void op_new(fslot_t *s) {
   if (s->c && !closed(s->c) && !atomic_load(&s->c->close_req))
     return;
   static const int kinds[4] = {50, 15, 20, 15};
-  int kind = pickw(kinds, 4);
+  int kind = rng_pick(R, kinds, 4);
   int hook = rng_chance(R, 25) ? (int)rng_below(R, 2) : -1;
   lconn_t *c = lconn_create(&cr, kind, -1, rng_chance(R, 40), hook,
                             rng_next(R));
@@ -152,7 +139,7 @@ static void op_new(fslot_t *s) {
 
 static void op_send(lconn_t *c) {
   static const int how_w[SEND_KINDS] = {40, 15, 15, 10, 8, 12};
-  int how = pickw(how_w, SEND_KINDS);
+  int how = rng_pick(R, how_w, SEND_KINDS);
   uint32_t len = pick_size(R, rng_chance(R, 5) ? 3u << 20 : 200000);
   w.writer = c->writer;
   int r = send_frame(&w, c, how, len);
@@ -376,7 +363,8 @@ static void op_stale(fslot_t *s) {
   switch (rng_below(R, 4)) {
   case 0:
     w.writer = h->writer;
-    if (send_frame(&w, h, pickw(how_w, SEND_KINDS), rng_below(R, 5000)) != -1)
+    if (send_frame(&w, h, rng_pick(R, how_w, SEND_KINDS),
+                   rng_below(R, 5000)) != -1)
       rl_fail("stale-uuid-write-accepted", "(see above)");
     break;
   case 1:
@@ -721,7 +709,7 @@ static void run_seed(uint64_t seed, long nops) {
   signal(SIGPIPE, SIG_DFL);
   int trace = (int)env_long("FUZZ_TRACE", 0);
   for (long i = 0; i < nops; i++) {
-    int op = pickw(fop_weight, F_NOPS);
+    int op = rng_pick(R, fop_weight, F_NOPS);
     if (trace)
       fprintf(stderr, "  op %ld: %s\n", i, fop_name[op]);
     fslot_t *s = any_slot();
