@@ -80,6 +80,15 @@ static void *peer_main(void *arg) {
     static const uint8_t part[10] = {0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3, 4, 5};
     if (write(fd, part, sizeof(part)) != (ssize_t)sizeof(part))
       p->last_err = errno;
+    /* The drop is a FIN in the middle of the record. The socket stays open
+     * for reading until the server closes: what the server still sends
+     * (TLS 1.3 session tickets after the handshake) is read here, not
+     * answered with a reset that could make the server's flush fail, and
+     * close the connection, before it has read "hello". */
+    shutdown(fd, SHUT_WR);
+    char b[4096];
+    while (read(fd, b, sizeof(b)) > 0)
+      ;
     goto out;
   }
   if (p->go_fd >= 0) {
@@ -415,9 +424,15 @@ static void test_drop(enum peer_mode mode) {
     check(name, rx.got == 5 && !memcmp(rx.head, "hello", 5),
           "got %llu bytes", (unsigned long long)rx.got);
   }
+  /* d2, d3: whichever call meets the failure first reports it (in d3 the
+   * flush hook drives the handshake, so it may be the one to read the EOF).
+   * d1: the peer reads on after its FIN (no reset), so only a read can
+   * meet the cut record. */
   snprintf(name, sizeof(name), "%s %s: %s returns -1", tag, what,
-           mode == PEER_RESET ? "sock_read/sock_flush" : "sock_read");
-  check(name, !timed_out && (er.read_err || (mode == PEER_RESET && er.flush_err)),
+           mode == PEER_TRUNCATE ? "sock_read" : "sock_read/sock_flush");
+  check(name,
+        !timed_out &&
+            (er.read_err || (mode != PEER_TRUNCATE && er.flush_err)),
         "timed out %d, read -1 %d, flush -1 %d", timed_out, er.read_err,
         er.flush_err);
   snprintf(name, sizeof(name),
