@@ -428,11 +428,6 @@ impl Table {
         }
     }
 
-    /// Number of fds tracked (max fd + 1).
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     fn index(&self, fd: RawFd) -> Option<(usize, usize)> {
         let fd = usize::try_from(fd).ok().filter(|&f| f < self.capacity)?;
         Some((fd / CHUNK, fd % CHUNK))

@@ -168,11 +168,6 @@ pub fn linger(fd: RawFd) {
     kick(&mut s);
 }
 
-/// Lingering closes held right now (for tests and diagnostics).
-pub fn lingering() -> usize {
-    STATE.lock().lingering.len()
-}
-
 /// The thread.
 fn run() {
     loop {
