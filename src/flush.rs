@@ -44,10 +44,6 @@ thread_local! {
     static SPARE_BATCH: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-fn batch_vec() -> Vec<Entry> {
-    SPARE_BATCH.with(|b| b.take())
-}
-
 fn me() -> std::thread::ThreadId {
     ME.with(|id| *id)
 }
@@ -57,26 +53,11 @@ fn me() -> std::thread::ThreadId {
 /// another thread sending is recorded for that thread, which looks again
 /// before it stops.
 pub fn flush(id: isize) -> Result<(), Errno> {
-    let Some(mut l) = table::lock(id) else {
-        return Err(Errno::ENODEV);
-    };
-    if l.conn.send.request(me()) != Request::Start {
-        return Ok(());
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    match Flusher::start(l) {
+        Some((mut f, c)) => f.run(c),
+        None => Ok(()),
     }
-    let mut f = Flusher {
-        id,
-        fd: l.fd,
-        counter: l.counter,
-        slot: l.slot,
-        moved: false,
-        batch: batch_vec(),
-        later: Vec::new(),
-        stall: None,
-        turn: true,
-    };
-    let result = f.run(l.conn);
-    drop(f);
-    result
 }
 
 /// `sock_sendfile` (or `sock_write2(.is_fd)`) on a connection with nothing
@@ -91,35 +72,17 @@ pub fn flush(id: isize) -> Result<(), Errno> {
 /// accepted (0), as a queued one would: a connection that fails or closes
 /// meanwhile is closed, as it would be when the queued file's turn came.
 pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Result<(), Errno> {
-    let Locked {
-        fd,
-        counter,
-        slot,
-        conn: mut c,
-    } = l;
-    let id = uuid::encode(fd, counter);
-    if c.send.request(me()) != Request::Start {
+    let Some((mut f, c)) = Flusher::start(l) else {
         debug_assert!(false, "send_file_now on a connection with a sender");
         return Err(Errno::EAGAIN);
-    }
-    let mut f = Flusher {
-        id,
-        fd,
-        counter,
-        slot,
-        moved: false,
-        batch: batch_vec(),
-        later: Vec::new(),
-        stall: None,
-        turn: true,
     };
     let sink = Sink {
-        fd,
-        uuid: id,
+        fd: f.fd,
+        uuid: f.id,
         socket: c.socket,
         hooks: None,
     };
-    let pinned = Pinned::new(slot, c);
+    let pinned = Pinned::new(f.slot, c);
     let t = transfer::send_file_alone(&mut file, &sink);
     f.moved = t.moved > 0;
     let file_fd = file.fd;
@@ -168,7 +131,7 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
         _release = Some(entry);
     } else {
         c.queue.put_back(std::iter::once(entry));
-        table::mark_dirty(fd, &mut c);
+        table::mark_dirty(f.fd, &mut c);
     }
     f.stall = t.stalled;
     let round = if t.refused {
@@ -248,6 +211,32 @@ enum Next {
 }
 
 impl Flusher {
+    /// Makes this thread the sender of the connection `l`; `None` when
+    /// another turn is under way (the request was recorded for it).
+    fn start(l: Locked) -> Option<(Flusher, MutexGuard<'static, Conn>)> {
+        let Locked {
+            fd,
+            counter,
+            slot,
+            conn: mut c,
+        } = l;
+        if c.send.request(me()) != Request::Start {
+            return None;
+        }
+        let f = Flusher {
+            id: uuid::encode(fd, counter),
+            fd,
+            counter,
+            slot,
+            moved: false,
+            batch: SPARE_BATCH.with(|b| b.take()),
+            later: Vec::new(),
+            stall: None,
+            turn: true,
+        };
+        Some((f, c))
+    }
+
     fn run(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
         // The flush hook reported nothing buffered since the queue was last
         // found non-empty.
