@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use libc::c_void;
 use nix::errno::Errno;
-use parking_lot::MutexGuard;
 
 use crate::callbacks;
 use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::{Request, Round, SendState, Settle};
 use crate::sys;
-use crate::table::{self, CloseKind, Closed, Conn, Locked, Pinned, Slot, close_locked, table};
+use crate::table::{
+    self, CloseKind, Closed, Conn, ConnGuard, Locked, Pinned, Slot, close_locked, table,
+};
 use crate::transfer::{self, Sink, Stall};
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
@@ -143,14 +144,9 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
     };
     // The file is accepted: what the rest of the turn meets (a pending
     // close completed, a failure) is the connection's, not this write's.
-    let _ = match c.send.settle(round) {
-        Settle::Continue => f.run(c),
-        Settle::Owed => f.end(c, Ok(())),
-        Settle::Watch => {
-            f.watch(&mut c);
-            f.end(c, Ok(()))
-        }
-    };
+    if let Some(c) = f.settle(c, round) {
+        let _ = f.run(c);
+    }
     Ok(())
 }
 
@@ -205,7 +201,7 @@ impl Drop for Flusher {
 /// What the lock-released part of a round leaves to do.
 enum Next {
     /// The connection is still ours: settle this round.
-    Settle(MutexGuard<'static, Conn>, Round),
+    Settle(ConnGuard, Round),
     /// The turn ended with this result (the connection closed or failed).
     Stop(Result<(), Errno>),
 }
@@ -213,7 +209,7 @@ enum Next {
 impl Flusher {
     /// Makes this thread the sender of the connection `l`; `None` when
     /// another turn is under way (the request was recorded for it).
-    fn start(l: Locked) -> Option<(Flusher, MutexGuard<'static, Conn>)> {
+    fn start(l: Locked) -> Option<(Flusher, ConnGuard)> {
         let Locked {
             fd,
             counter,
@@ -237,7 +233,7 @@ impl Flusher {
         Some((f, c))
     }
 
-    fn run(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+    fn run(&mut self, mut c: ConnGuard) -> Result<(), Errno> {
         // The flush hook reported nothing buffered since the queue was last
         // found non-empty.
         let mut hook_clean = false;
@@ -260,27 +256,35 @@ impl Flusher {
                 return self.drained(c);
             };
             c = match next {
-                Next::Settle(mut c, round) => match c.send.settle(round) {
-                    Settle::Continue => c,
-                    Settle::Owed => return self.end(c, Ok(())),
-                    Settle::Watch => {
-                        self.watch(&mut c);
-                        return self.end(c, Ok(()));
-                    }
+                Next::Settle(c, round) => match self.settle(c, round) {
+                    Some(c) => c,
+                    None => return Ok(()),
                 },
                 Next::Stop(result) => return result,
             };
         }
     }
 
+    /// Settles the state after a round that left something to send: the
+    /// guard back when the turn goes on; `None` when it ended (an `EPOLLOUT`
+    /// is owed, or the waker will flush).
+    fn settle(&mut self, mut c: ConnGuard, round: Round) -> Option<ConnGuard> {
+        match c.send.settle(round) {
+            Settle::Continue => return Some(c),
+            Settle::Owed => {}
+            Settle::Watch => self.watch(&mut c),
+        }
+        self.end(c);
+        None
+    }
+
     /// Ends the turn (the state was settled), releasing the lock. Urgent
     /// data that came in during the last round takes its place now.
-    fn end(&mut self, mut c: MutexGuard<'static, Conn>, r: Result<(), Errno>) -> Result<(), Errno> {
+    fn end(&mut self, mut c: ConnGuard) {
         self.turn = false;
         c.place_urgent();
         drop(c);
         self.slot.changed.notify_all();
-        r
     }
 
     /// Hands the connection to the waker: for a source with no data yet,
@@ -299,11 +303,7 @@ impl Flusher {
     }
 
     /// Sends a batch of entries with the lock released.
-    fn send_batch(
-        &mut self,
-        mut c: MutexGuard<'static, Conn>,
-        hooks: Option<sock_rw_hook_s>,
-    ) -> Next {
+    fn send_batch(&mut self, mut c: ConnGuard, hooks: Option<sock_rw_hook_s>) -> Next {
         c.queue
             .take_batch(hooks.is_some_and(|h| h.write.is_some()), &mut self.batch);
         let sink = Sink {
@@ -347,7 +347,7 @@ impl Flusher {
     /// Calls the connection's flush hook with the lock released.
     fn hook_flush(
         &mut self,
-        c: MutexGuard<'static, Conn>,
+        c: ConnGuard,
         hook_flush: unsafe extern "C" fn(isize) -> isize,
     ) -> Next {
         let pinned = Pinned::new(self.slot, c);
@@ -384,7 +384,7 @@ impl Flusher {
     /// Nothing left to send: nothing is owed. Completes a pending graceful
     /// close — unless a write is still queuing its parts (it flushes again
     /// when done), so that no write is cut short by the close.
-    fn drained(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+    fn drained(&mut self, mut c: ConnGuard) -> Result<(), Errno> {
         c.send.drained();
         c.stalls = 0;
         c.queue.shrink_when_empty();
@@ -395,13 +395,14 @@ impl Flusher {
             closing.complete();
             return Err(Errno::ENODEV);
         }
-        self.end(c, Ok(()))
+        self.end(c);
+        Ok(())
     }
 
     /// Takes the lock back after a system call or hook; returns the guard if
     /// the connection is still the one being flushed (else the turn ended
     /// with the close, which reset the state).
-    fn relock(&mut self, pinned: Pinned) -> Option<MutexGuard<'static, Conn>> {
+    fn relock(&mut self, pinned: Pinned) -> Option<ConnGuard> {
         let (c, closes) = pinned.relock();
         self.later.extend(closes);
         self.slot.changed.notify_all();
@@ -413,7 +414,7 @@ impl Flusher {
     }
 
     /// The connection failed: close it now, dropping what is queued.
-    fn fail(&mut self, mut c: MutexGuard<'static, Conn>, e: Errno) -> Next {
+    fn fail(&mut self, mut c: ConnGuard, e: Errno) -> Next {
         self.turn = false;
         let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Force);
         drop(c);

@@ -382,7 +382,7 @@ pub struct Pinned {
 
 impl Pinned {
     /// Pins the connection and releases its lock.
-    pub fn new(slot: &'static Slot, mut c: MutexGuard<'static, Conn>) -> Pinned {
+    pub fn new(slot: &'static Slot, mut c: ConnGuard) -> Pinned {
         c.pins += 1;
         drop(c);
         Pinned {
@@ -393,7 +393,7 @@ impl Pinned {
 
     /// Takes the lock back and unpins; returns the closes that waited for
     /// this thread (to be finished once the lock is released).
-    pub fn relock(mut self) -> (MutexGuard<'static, Conn>, Vec<Closed>) {
+    pub fn relock(mut self) -> (ConnGuard, Vec<Closed>) {
         self.relocked = true;
         let mut c = self.slot.conn.lock();
         let closes = unpin(&mut c);
@@ -409,6 +409,9 @@ impl Drop for Pinned {
         }
     }
 }
+
+/// A connection's state, its slot lock held.
+pub type ConnGuard = MutexGuard<'static, Conn>;
 
 /// All slots.
 pub struct Table {
@@ -554,7 +557,7 @@ pub struct Locked {
     pub fd: RawFd,
     pub counter: u32,
     pub slot: &'static Slot,
-    pub conn: MutexGuard<'static, Conn>,
+    pub conn: ConnGuard,
 }
 
 /// Locks the connection `uuid` names, if it is valid and open.
