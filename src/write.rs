@@ -186,6 +186,19 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
     result
 }
 
+/// Whether a write to this connection is sent at once by the writing
+/// thread (bytes to a socket: [`send_now`]; a file:
+/// [`flush::send_file_now`]): nothing queued or owed, no sender, no hook
+/// (the read-and-write path) and flushes that run inline.
+fn sends_now(c: &Conn) -> bool {
+    c.send == SendState::Idle
+        && c.queue.is_empty()
+        && c.urgent_waiting.is_empty()
+        && !c.streaming
+        && c.hooks.is_null()
+        && callbacks::flushes_inline()
+}
+
 /// Sends `data` straight from the caller's buffer when nothing is queued,
 /// nothing is owed or in flight (`SendState::Idle`), no hook is set and flushes
 /// run inline: one system call, no copy (the common case of a reader that
@@ -194,14 +207,7 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
 /// connection's error.
 fn send_now(l: &mut Locked, data: &[u8]) -> Result<Option<usize>, Errno> {
     let c = &mut *l.conn;
-    if !c.queue.is_empty()
-        || c.send != SendState::Idle
-        || c.streaming
-        || !c.urgent_waiting.is_empty()
-        || !c.hooks.is_null()
-        || !c.socket
-        || !callbacks::flushes_inline()
-    {
+    if !c.socket || !sends_now(c) {
         return Ok(None);
     }
     let iov = [libc::iovec {
@@ -315,19 +321,6 @@ fn file_body(fd: RawFd, offset: libc::off_t, remaining: u64) -> FileBody {
     }
 }
 
-/// Whether a file written to this connection is sent at once by the writing
-/// thread ([`flush::send_file_now`]): nothing queued or owed, no sender,
-/// no hook (the read-and-write path) and flushes that run inline.
-fn sends_file_now(c: &Conn) -> bool {
-    c.send == SendState::Idle
-        && c.queue.is_empty()
-        && c.urgent_waiting.is_empty()
-        && !c.streaming
-        && !c.listening
-        && c.hooks.is_null()
-        && callbacks::flushes_inline()
-}
-
 /// `sock_write2_fn`: queues `payload` on the connection `id` and flushes.
 /// What the payload owns is released on every failure.
 pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
@@ -344,7 +337,7 @@ pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
     let interruptible = !urgent;
     let entry = match payload {
         Payload::File { fd, offset, length } => {
-            if !urgent && sends_file_now(&l.conn) {
+            if !urgent && sends_now(&l.conn) {
                 // The sendfile itself says whether the fd is open.
                 return flush::send_file_now(l, file_body(fd, offset, length), true);
             }
