@@ -321,18 +321,26 @@ fn file_body(fd: RawFd, offset: libc::off_t, remaining: u64) -> FileBody {
     }
 }
 
+/// Locks the connection `id` for a write: `ENODEV` when it is not open,
+/// `ENOTCONN` for a listening socket, `ENOBUFS` when it holds its limit.
+fn lock_for_write(id: isize) -> Result<Locked, Errno> {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    if l.conn.listening {
+        return Err(Errno::ENOTCONN);
+    }
+    if l.conn.over_limit() {
+        return Err(Errno::ENOBUFS);
+    }
+    Ok(l)
+}
+
 /// `sock_write2_fn`: queues `payload` on the connection `id` and flushes.
 /// What the payload owns is released on every failure.
 pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
-    let Some(l) = table::lock(id) else {
-        return Err(payload.refuse(Errno::ENODEV));
+    let l = match lock_for_write(id) {
+        Ok(l) => l,
+        Err(e) => return Err(payload.refuse(e)),
     };
-    if l.conn.listening {
-        return Err(payload.refuse(Errno::ENOTCONN));
-    }
-    if l.conn.over_limit() {
-        return Err(payload.refuse(Errno::ENOBUFS));
-    }
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
     let entry = match payload {
@@ -377,11 +385,11 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
     let mut entries = Vec::new();
     let mut urgent = false;
     let mut p = packet;
-    let mut foreign = false;
     while !p.is_null() {
+        // A pointer that is not a checked-out packet: the packets before it
+        // are released (dropped on return), nothing after it is touched.
         let Some(pp) = pool::give_back(p) else {
-            foreign = true;
-            break;
+            return Err(Errno::EINVAL);
         };
         // SAFETY: the pool confirmed this is a live packet lent to the
         // program, now handed back to us.
@@ -418,26 +426,10 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
         entries.push(Entry::new(body, Owner::Packet(pp), meta.can_interrupt()));
         p = meta.next;
     }
-    if foreign {
-        drop(entries);
-        return Err(Errno::EINVAL);
-    }
     // Empty packets are done already: release them now, outside any lock.
     let (done, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_done);
     drop(done);
-    let Some(l) = table::lock(id) else {
-        drop(entries);
-        return Err(Errno::ENODEV);
-    };
-    if l.conn.listening {
-        drop(l);
-        drop(entries);
-        return Err(Errno::ENOTCONN);
-    }
-    if l.conn.over_limit() {
-        drop(l);
-        drop(entries);
-        return Err(Errno::ENOBUFS);
-    }
+    // Refused: the entries are released on return, the lock already free.
+    let l = lock_for_write(id)?;
     enqueue_and_flush(l, id, entries, urgent)
 }
