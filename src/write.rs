@@ -41,28 +41,24 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
     {
         return Err((e, entries));
     }
-    l.conn.queued_bytes += bytes;
+    let c = &mut *l.conn;
+    c.queued_bytes += bytes;
     if urgent {
         // Urgent data never waits: while entries are out of the queue being
         // sent, or a write is queuing its parts, it waits aside (in order)
         // and is placed once the whole queue is back.
-        let c = &mut *l.conn;
         c.urgent_waiting.extend(entries);
         if !c.send.is_sending() {
             c.place_urgent();
         }
-        table::mark_dirty(l.fd, c);
-        return Ok(());
+    } else if c.streaming_here() {
+        c.after_stream.extend(entries);
+    } else {
+        for e in entries {
+            c.queue.push(e);
+        }
     }
-    if l.conn.streaming_here() {
-        l.conn.after_stream.extend(entries);
-        table::mark_dirty(l.fd, &mut l.conn);
-        return Ok(());
-    }
-    for e in entries {
-        l.conn.queue.push(e);
-    }
-    table::mark_dirty(l.fd, &mut l.conn);
+    table::mark_dirty(l.fd, c);
     Ok(())
 }
 
@@ -78,16 +74,10 @@ fn enqueue_and_flush(
 ) -> Result<(), Errno> {
     let r = enqueue(&mut l, entries, urgent);
     drop(l);
-    match r {
-        Ok(()) => {
-            flush::schedule(id);
-            Ok(())
-        }
-        Err((e, entries)) => {
-            drop(entries);
-            Err(e)
-        }
-    }
+    // Entries refused are released here, the lock free.
+    r.map_err(|(e, _entries)| e)?;
+    flush::schedule(id);
+    Ok(())
 }
 
 /// Copies `data` into pool packets at the end of the queue. When the pool
