@@ -136,15 +136,7 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
         let storage = PoolPacket::storage(packet);
         // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; n fits.
         unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), storage, n) };
-        let mut entry = Entry::new(
-            Body::Mem {
-                ptr: storage,
-                len: n,
-                sent: 0,
-            },
-            Owner::Pool(packet),
-            first,
-        );
+        let mut entry = Entry::new(Body::mem(storage, n), Owner::Pool(packet), first);
         // The rest of a write whose head the kernel already took: nothing
         // may be inserted before it.
         entry.started = sent_part && !pushed;
@@ -299,18 +291,6 @@ impl Payload<'_> {
     }
 }
 
-/// A file window to send: `remaining` bytes of `fd` from `offset`.
-fn file_body(fd: RawFd, offset: libc::off_t, remaining: u64) -> FileBody {
-    FileBody {
-        fd,
-        offset,
-        remaining,
-        no_sendfile: false,
-        stage: None,
-        eof: false,
-    }
-}
-
 /// Locks the connection `id` for a write: `ENODEV` when it is not open,
 /// `ENOTCONN` for a listening socket, `ENOBUFS` when it holds its limit.
 fn lock_for_write(id: isize) -> Result<Locked, Errno> {
@@ -337,30 +317,24 @@ pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
         Payload::File { fd, offset, length } => {
             if !urgent && sends_now(&l.conn) {
                 // The sendfile itself says whether the fd is open.
-                return flush::send_file_now(l, file_body(fd, offset, length), true);
+                return flush::send_file_now(l, FileBody::new(fd, offset, length), true);
             }
             if !sys::fd_is_open(fd) {
                 return Err(Errno::EBADF);
             }
             Entry::new(
-                Body::File(file_body(fd, offset, length)),
+                Body::File(FileBody::new(fd, offset, length)),
                 Owner::CloseFd(fd),
                 interruptible,
             )
         }
-        Payload::Owned { owner, ptr, len } => {
-            Entry::new(Body::Mem { ptr, len, sent: 0 }, owner, interruptible)
-        }
+        Payload::Owned { owner, ptr, len } => Entry::new(Body::mem(ptr, len), owner, interruptible),
         Payload::Borrowed(data) if urgent || l.conn.streaming_here() => {
             // Urgent data, or a write from inside this thread's own large
             // write: a heap copy that never waits for the pool.
             let copy: Box<[u8]> = data.into();
             Entry::new(
-                Body::Mem {
-                    ptr: copy.as_ptr(),
-                    len: copy.len(),
-                    sent: 0,
-                },
+                Body::mem(copy.as_ptr(), copy.len()),
                 Owner::Heap(copy),
                 interruptible,
             )
@@ -389,29 +363,20 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
             urgent = meta.urgent();
         }
         let body = if meta.is_fd() {
-            Body::File(FileBody {
-                fd: head.buffer as isize as RawFd,
-                offset: meta.offset,
-                remaining: if head.length > 0 {
-                    head.length as u64
-                } else {
-                    u64::MAX
-                },
-                no_sendfile: false,
-                stage: None,
-                eof: false,
-            })
+            let fd = head.buffer as isize as RawFd;
+            let remaining = if head.length > 0 {
+                head.length as u64
+            } else {
+                u64::MAX
+            };
+            Body::File(FileBody::new(fd, meta.offset, remaining))
         } else {
             let len = if head.buffer.is_null() {
                 0
             } else {
                 head.length.max(0) as usize
             };
-            Body::Mem {
-                ptr: head.buffer.cast(),
-                len,
-                sent: 0,
-            }
+            Body::mem(head.buffer.cast(), len)
         };
         entries.push(Entry::new(body, Owner::Packet(pp), meta.can_interrupt()));
         p = meta.next;
