@@ -498,15 +498,12 @@ pub fn make_progress(own: Option<RawFd>) -> bool {
     // back without any event on a socket.
     let mut elsewhere = false;
     for fd in fds {
-        match with_data(fd) {
-            Some((id, SendState::Idle)) => {
-                let _ = flush(id);
-                match with_data(fd) {
-                    Some((id, SendState::Owed)) => owed.push((fd, id)),
-                    Some(_) => elsewhere = true,
-                    None => {}
-                }
-            }
+        let mut found = with_data(fd);
+        if let Some((id, SendState::Idle)) = found {
+            let _ = flush(id);
+            found = with_data(fd);
+        }
+        match found {
             Some((id, SendState::Owed)) => owed.push((fd, id)),
             Some(_) => elsewhere = true,
             None => {}
