@@ -459,9 +459,7 @@ pub fn flush_strong(id: isize) {
 /// waiting (recorded for those another thread is sending). Visits only the
 /// connections listed with data ([`table::mark_dirty`]), not every slot.
 pub fn flush_all() {
-    let mut fds = Vec::new();
-    table::dirty_fds(&mut fds);
-    for fd in fds {
+    for fd in table::dirty_fds() {
         if let Some((id, _)) = with_data(fd) {
             let _ = flush(id);
         }
@@ -490,14 +488,12 @@ fn with_data(fd: RawFd) -> Option<(isize, SendState)> {
 /// released elsewhere. `own` is the waiter's connection: true means its
 /// peer failed (error or hang-up), so waiting is pointless.
 pub fn make_progress(own: Option<RawFd>) -> bool {
-    let mut fds = Vec::new();
-    table::dirty_fds(&mut fds);
     // Sockets that refused data: (fd, UUID), watched below.
     let mut owed: Vec<(RawFd, isize)> = Vec::new();
     // Another thread, or the waker, is sending some: packets may come
     // back without any event on a socket.
     let mut elsewhere = false;
-    for fd in fds {
+    for fd in table::dirty_fds() {
         let mut found = with_data(fd);
         if let Some((id, SendState::Idle)) = found {
             let _ = flush(id);

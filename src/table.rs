@@ -532,11 +532,11 @@ pub fn clear_dirty(fd: RawFd, c: &mut Conn) {
     }
 }
 
-/// The fds listed with data right now, in ascending order, into `out`.
-pub fn dirty_fds(out: &mut Vec<RawFd>) {
-    out.clear();
-    out.extend(DIRTY.lock().iter().copied());
-    out.sort_unstable();
+/// The fds listed with data right now, in ascending order.
+pub fn dirty_fds() -> Vec<RawFd> {
+    let mut fds: Vec<RawFd> = DIRTY.lock().iter().copied().collect();
+    fds.sort_unstable();
+    fds
 }
 
 /// The process-wide table, sized by `sock_max_capacity` on first use.
