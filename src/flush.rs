@@ -449,7 +449,7 @@ pub fn flush_strong(id: isize) {
             SendState::Idle | SendState::Owed => {
                 let fd = l.fd;
                 drop(l);
-                sys::wait_writable(&[fd], 50);
+                sys::wait_writable(fd, 50);
             }
         }
     }
@@ -515,20 +515,12 @@ pub fn make_progress(own: Option<RawFd>) -> bool {
     }
     let mut polled: Vec<libc::pollfd> = owed
         .iter()
-        .map(|&(fd, _)| libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        })
+        .map(|&(fd, _)| sys::pollfd(fd, libc::POLLOUT))
         .collect();
     if let Some(fd) = own {
         // Errors and hang-ups are always reported; its writability only
         // matters when it is among those that refused data.
-        polled.push(libc::pollfd {
-            fd,
-            events: 0,
-            revents: 0,
-        });
+        polled.push(sys::pollfd(fd, 0));
     }
     if sys::poll_fds(&mut polled, timeout_ms as i32) <= 0 {
         return false;

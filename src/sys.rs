@@ -11,7 +11,6 @@ use std::os::fd::{BorrowedFd, RawFd};
 use libc::{c_int, iovec, off_t};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// A libc system call's result as a `Result`: -1 means `errno` (mio's
@@ -226,6 +225,15 @@ pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> Result<usize, Errno>
     .map(|n| n as usize)
 }
 
+/// A `poll` entry: `fd`, watched for `events`.
+pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
 /// `poll` on `fds` for at most `timeout_ms`: the
 /// number of entries with events, 0 on timeout, -1 on error.
 pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: c_int) -> c_int {
@@ -233,14 +241,9 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: c_int) -> c_int {
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) }
 }
 
-/// Waits until one of `fds` is writable (or hung up), at most `timeout_ms`.
-pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
-    let mut polled: Vec<PollFd> = fds
-        .iter()
-        .filter(|&&fd| fd >= 0)
-        .map(|&fd| PollFd::new(borrow(fd), PollFlags::POLLOUT))
-        .collect();
-    let _ = poll(&mut polled, PollTimeout::from(timeout_ms));
+/// Waits until `fd` is writable (or hung up), at most `timeout_ms`.
+pub fn wait_writable(fd: RawFd, timeout_ms: c_int) {
+    poll_fds(&mut [pollfd(fd, libc::POLLOUT)], timeout_ms);
 }
 
 /// Waits until one of `fds` is readable (or fails), at most `timeout`
@@ -248,21 +251,13 @@ pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
 /// returns, for each fd, whether it is. Negative fds are never ready (they
 /// only make the call wait for the timeout).
 pub fn wait_readable(fds: &[RawFd], timeout: Option<std::time::Duration>) -> Vec<bool> {
-    let mut polled: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| pollfd(fd, libc::POLLIN)).collect();
     // Rounded up: a deadline must not be polled for again and again.
     let ms = timeout.map_or(-1, |t| {
         c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
     });
-    // SAFETY: `polled` is a valid array of pollfd for its length; poll
-    // ignores entries with a negative fd.
-    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
+    // Entries with a negative fd are ignored.
+    let n = poll_fds(&mut polled, ms);
     polled.iter().map(|p| n > 0 && p.revents != 0).collect()
 }
 
