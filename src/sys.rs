@@ -368,20 +368,10 @@ fn with_tcp_addresses<T>(
         if rc != 0 {
             return Err(gai_errno(rc));
         }
-        let mut last = Errno::EADDRNOTAVAIL;
+        let mut result = Err(Errno::EADDRNOTAVAIL);
         let mut cur = list;
-        let mut result = Err(last);
-        while !cur.is_null() {
-            match each(&*cur) {
-                Ok(v) => {
-                    result = Ok(v);
-                    break;
-                }
-                Err(e) => {
-                    last = e;
-                    result = Err(last);
-                }
-            }
+        while !cur.is_null() && result.is_err() {
+            result = each(&*cur);
             cur = (*cur).ai_next;
         }
         libc::freeaddrinfo(list);
