@@ -315,20 +315,15 @@ pub fn consume_sigpipe() {
  * Addresses and sockets
  * ------------------------------------------------------------------------ */
 
-/// A numeric port must be 0..=65535; names ("http") go to the resolver.
-fn check_port(port: &CStr) -> Result<(), Errno> {
+/// A numeric port must be 0..=65535 (its number; `EINVAL` otherwise);
+/// names ("http") go to the resolver (`None`).
+fn numeric_port(port: &CStr) -> Result<Option<u16>, Errno> {
     let bytes = port.to_bytes();
-    if bytes.iter().all(u8::is_ascii_digit) {
-        match std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            Some(p) if p <= 65535 => Ok(()),
-            _ => Err(Errno::EINVAL),
-        }
-    } else {
-        Ok(())
+    if !bytes.iter().all(u8::is_ascii_digit) {
+        return Ok(None);
     }
+    let number = std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok());
+    number.map(Some).ok_or(Errno::EINVAL)
 }
 
 fn gai_errno(code: c_int) -> Errno {
@@ -351,8 +346,8 @@ fn with_tcp_addresses<T>(
     passive: bool,
     mut each: impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
 ) -> Result<T, Errno> {
-    check_port(port)?;
-    if let Some(result) = with_numeric_address(address, port, &mut each) {
+    let number = numeric_port(port)?;
+    if let Some(result) = with_numeric_address(address, number, &mut each) {
         return result;
     }
     // SAFETY: hints is zero-initialised (a valid addrinfo), getaddrinfo reads
@@ -385,15 +380,11 @@ fn with_tcp_addresses<T>(
 /// more of the C library's code resident). `None`: not numeric, resolve.
 fn with_numeric_address<T>(
     address: Option<&CStr>,
-    port: &CStr,
+    port: Option<u16>,
     each: &mut impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
 ) -> Option<Result<T, Errno>> {
     let text = address?.to_str().ok()?;
-    let digits = port.to_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let port = port.to_str().ok()?.parse::<u16>().ok()?.to_be();
+    let port = port?.to_be();
     // The addrinfo handed to `each` points at a socket address on this
     // stack frame, alive for the call.
     // SAFETY: addrinfo is plain data (integers and pointers); zero is valid.
