@@ -15,9 +15,7 @@ use crate::callbacks;
 use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::{Request, Round, SendState, Settle};
 use crate::sys;
-use crate::table::{
-    self, CloseKind, Closed, Conn, ConnGuard, Locked, Pinned, Slot, close_locked, table,
-};
+use crate::table::{self, CloseKind, Closed, Conn, ConnGuard, Locked, Pinned, Slot, table};
 use crate::transfer::{self, Sink, Stall};
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
@@ -390,9 +388,7 @@ impl Flusher {
         c.queue.shrink_when_empty();
         if c.close_when_done && !c.hook_pending && !c.streaming {
             self.turn = false;
-            let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
-            drop(c);
-            closing.complete();
+            table::close_now(self.slot, c, self.fd, CloseKind::Graceful);
             return Err(Errno::ENODEV);
         }
         self.end(c);
@@ -414,11 +410,9 @@ impl Flusher {
     }
 
     /// The connection failed: close it now, dropping what is queued.
-    fn fail(&mut self, mut c: ConnGuard, e: Errno) -> Next {
+    fn fail(&mut self, c: ConnGuard, e: Errno) -> Next {
         self.turn = false;
-        let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Force);
-        drop(c);
-        closing.complete();
+        table::close_now(self.slot, c, self.fd, CloseKind::Force);
         Next::Stop(Err(e))
     }
 }

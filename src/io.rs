@@ -120,12 +120,9 @@ pub fn close(id: isize) {
 
 /// `sock_force_close`: close now, dropping what is queued.
 pub fn force_close(id: isize) {
-    let Some(mut l) = table::lock(id) else {
-        return;
-    };
-    let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
-    drop(l);
-    closing.complete();
+    if let Some(l) = table::lock(id) {
+        table::close_now(l.slot, l.conn, l.fd, CloseKind::Force);
+    }
 }
 
 /// `sock_packets_pending`.
@@ -158,15 +155,12 @@ pub unsafe fn peer_addr(
 /// `EAGAIN` and nothing changes.
 pub fn hijack(id: isize) -> Result<RawFd, Errno> {
     let _ = flush::flush(id);
-    let mut l = table::lock(id).ok_or(Errno::ENODEV)?;
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
     if l.conn.pending() || l.conn.streaming {
         return Err(Errno::EAGAIN);
     }
-    let fd = l.fd;
-    let closing = close_locked(l.slot, &mut l.conn, fd, CloseKind::Hijack);
-    drop(l);
-    closing.complete();
-    Ok(fd)
+    table::close_now(l.slot, l.conn, l.fd, CloseKind::Hijack);
+    Ok(l.fd)
 }
 
 /// `sock_set_pending_limit`.

@@ -328,6 +328,14 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     Closing { dropped, finish }
 }
 
+/// Closes the connection on `fd` now ([`close_locked`]), releases its lock,
+/// then drops its data and finishes the close ([`Closing::complete`]).
+pub fn close_now(slot: &Slot, mut c: ConnGuard, fd: RawFd, kind: CloseKind) {
+    let closing = close_locked(slot, &mut c, fd, kind);
+    drop(c);
+    closing.complete();
+}
+
 /// Calls `reactor_remove` for the closed UUID while its fd number is still
 /// its own (an event loop's `epoll_ctl(EPOLL_CTL_DEL, fd)` cannot hit a
 /// connection that reused the number), closes the fd (as `kind` says), then

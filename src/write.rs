@@ -216,9 +216,7 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     let attempt = match send_now(&mut l, data) {
         Ok(n) => n,
         Err(e) => {
-            let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
-            drop(l);
-            closing.complete();
+            table::close_now(l.slot, l.conn, l.fd, CloseKind::Force);
             return Err(e);
         }
     };
