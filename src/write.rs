@@ -94,14 +94,10 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
         l.conn.queue.append_to_tail(data)
     };
     l.conn.queued_bytes += took;
-    let mut rest = &data[took..];
-    let mut first = took == 0 && !sent_part;
-    let mut pushed = false;
+    // A new packet is queued unless the last one took all the bytes.
+    let mut result = Ok(took < data.len());
     let mut peer_failed = false;
-    let result = loop {
-        if rest.is_empty() {
-            break Ok(pushed);
-        }
+    for (i, part) in data[took..].chunks(BUFFER_PACKET_SIZE).enumerate() {
         let packet = match pool::try_take() {
             Some(p) => p,
             None => {
@@ -127,26 +123,25 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
                         // closed below, and the write fails like any write
                         // whose connection closed meanwhile.
                         peer_failed = l.conn.is(l.counter);
-                        break Err(Errno::ENODEV);
+                        result = Err(Errno::ENODEV);
+                        break;
                     }
                 }
             }
         };
-        let n = rest.len().min(BUFFER_PACKET_SIZE);
         let storage = PoolPacket::storage(packet);
-        // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; n fits.
-        unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), storage, n) };
-        let mut entry = Entry::new(Body::mem(storage, n), Owner::Pool(packet), first);
+        // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; the
+        // part fits.
+        unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), storage, part.len()) };
+        let first = i == 0 && took == 0 && !sent_part;
+        let mut entry = Entry::new(Body::mem(storage, part.len()), Owner::Pool(packet), first);
         // The rest of a write whose head the kernel already took: nothing
         // may be inserted before it.
-        entry.started = sent_part && !pushed;
+        entry.started = sent_part && i == 0;
         l.conn.queue.push(entry);
-        l.conn.queued_bytes += n;
+        l.conn.queued_bytes += part.len();
         table::mark_dirty(l.fd, &mut l.conn);
-        first = false;
-        pushed = true;
-        rest = &rest[n..];
-    };
+    }
     if l.conn.is(l.counter) && l.conn.streaming {
         l.conn.streaming = false;
         l.conn.streaming_by = None;
