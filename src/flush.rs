@@ -386,7 +386,7 @@ impl Flusher {
         c.send.drained();
         c.stalls = 0;
         c.queue.shrink_when_empty();
-        if c.close_when_done && !c.hook_pending && !c.streaming {
+        if c.close_when_done && !c.hook_pending && !c.streaming() {
             self.turn = false;
             table::close_now(self.slot, c, self.fd, CloseKind::Graceful);
             return Err(Errno::ENODEV);

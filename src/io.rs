@@ -156,7 +156,7 @@ pub unsafe fn peer_addr(
 pub fn hijack(id: isize) -> Result<RawFd, Errno> {
     let _ = flush::flush(id);
     let l = table::lock(id).ok_or(Errno::ENODEV)?;
-    if l.conn.pending() || l.conn.streaming {
+    if l.conn.pending() || l.conn.streaming() {
         return Err(Errno::EAGAIN);
     }
     table::close_now(l.slot, l.conn, l.fd, CloseKind::Hijack);

@@ -22,7 +22,7 @@ use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s};
 
 /// Waits while another write streams into the connection.
 fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
-    while l.conn.streaming {
+    while l.conn.streaming() {
         l.slot.changed.wait(&mut l.conn);
         if !l.conn.is(l.counter) {
             return Err(Errno::ENODEV);
@@ -101,7 +101,6 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
         let packet = match pool::try_take() {
             Some(p) => p,
             None => {
-                l.conn.streaming = true;
                 l.conn.streaming_by = Some(std::thread::current().id());
                 let (slot, counter, fd) = (l.slot, l.counter, l.fd);
                 // Waiting is pointless once the connection closed, or its
@@ -142,8 +141,7 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
         l.conn.queued_bytes += part.len();
         table::mark_dirty(l.fd, &mut l.conn);
     }
-    if l.conn.is(l.counter) && l.conn.streaming {
-        l.conn.streaming = false;
+    if l.conn.is(l.counter) && l.conn.streaming() {
         l.conn.streaming_by = None;
         let c = &mut *l.conn;
         for e in c.after_stream.drain(..) {
@@ -171,7 +169,7 @@ fn sends_now(c: &Conn) -> bool {
     c.send == SendState::Idle
         && c.queue.is_empty()
         && c.urgent_waiting.is_empty()
-        && !c.streaming
+        && !c.streaming()
         && c.hooks.is_null()
         && callbacks::flushes_inline()
 }
