@@ -302,12 +302,8 @@ pub fn lend(packet: NonNull<PoolPacket>) {
 /// Takes back a packet the program holds. `None` when `ptr` was not lent by
 /// the pool (a foreign pointer, or a packet already sent or freed).
 pub fn give_back(ptr: *mut sock_packet_s) -> Option<NonNull<PoolPacket>> {
-    let mut s = pool().state.lock();
-    if s.lent.remove(&(ptr as usize)).is_some() {
-        NonNull::new(ptr.cast())
-    } else {
-        None
-    }
+    pool().state.lock().lent.remove(&(ptr as usize))?;
+    NonNull::new(ptr.cast())
 }
 
 #[cfg(test)]
