@@ -340,11 +340,9 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
         if t.refused {
             return;
         }
-        if stage.start >= stage.end {
-            // Keep the buffer for the next chunk unless the file is done.
-            if f.remaining == 0 {
-                f.stage = None;
-            }
+        // Keep the buffer for the next chunk unless the file is done.
+        if stage.start >= stage.end && f.remaining == 0 {
+            f.stage = None;
         }
     }
 }
