@@ -177,9 +177,7 @@ pub fn checkout(make_progress: impl FnMut() -> bool) -> Option<NonNull<PoolPacke
         let s = pool().state.lock();
         s.busy >= s.limit && s.lent.len() == s.busy && s.lent.values().all(|&t| t == me)
     };
-    let p = take_unless(&mut only_mine_left, make_progress)?;
-    lend(p);
-    Some(p)
+    take_unless(&mut only_mine_left, make_progress).inspect(|&p| lend(p))
 }
 
 /// Takes a packet, calling `make_progress` (which flushes and waits a
