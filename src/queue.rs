@@ -285,13 +285,10 @@ impl WriteQueue {
     pub fn take_batch(&mut self, single: bool, batch: &mut Vec<Entry>) {
         let max = if single { 1 } else { MAX_BATCH };
         while batch.len() < max {
-            let is_file = matches!(
-                self.entries.front(),
-                Some(Entry {
-                    body: Body::File(_),
-                    ..
-                })
-            );
+            let is_file = self
+                .entries
+                .front()
+                .is_some_and(|e| matches!(e.body, Body::File(_)));
             if is_file && !batch.is_empty() {
                 break;
             }
