@@ -110,12 +110,11 @@ pub fn read(id: isize, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// `sock_close`: close once everything queued is sent.
 pub fn close(id: isize) {
-    let Some(mut l) = table::lock(id) else {
-        return;
-    };
-    l.conn.close_when_done = true;
-    drop(l);
-    let _ = flush::flush(id);
+    if let Some(mut l) = table::lock(id) {
+        l.conn.close_when_done = true;
+        drop(l);
+        let _ = flush::flush(id);
+    }
 }
 
 /// `sock_force_close`: close now, dropping what is queued.
