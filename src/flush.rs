@@ -113,12 +113,12 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
             drop(entry);
             return Err(Errno::EBADF);
         }
-        Some(e) => {
+        Some(_) => {
             // The connection failed: closed, as when a queued file meets
             // the failure; the file was accepted. Dropped (closed) once the
             // lock is released.
             let _release = entry;
-            let _ = f.fail(c, e);
+            f.fail(c);
             return Ok(());
         }
         None => {}
@@ -196,13 +196,10 @@ impl Drop for Flusher {
     }
 }
 
-/// What the lock-released part of a round leaves to do.
-enum Next {
-    /// The connection is still ours: settle this round.
-    Settle(ConnGuard, Round),
-    /// The turn ended with this result (the connection closed or failed).
-    Stop(Result<(), Errno>),
-}
+/// What the lock-released part of a round leaves to do: the connection is
+/// still ours, settle this round (`Ok`); or the turn ended with this error
+/// (the connection closed or failed).
+type Next = Result<(ConnGuard, Round), Errno>;
 
 impl Flusher {
     /// Makes this thread the sender of the connection `l`; `None` when
@@ -246,19 +243,17 @@ impl Flusher {
             {
                 // Bytes the hook buffers (TLS records) are queued data too.
                 let next = self.hook_flush(c, hook_flush);
-                if let Next::Settle(c, _) = &next {
+                if let Ok((c, _)) = &next {
                     hook_clean = !c.hook_pending;
                 }
                 next
             } else {
                 return self.drained(c);
             };
-            c = match next {
-                Next::Settle(c, round) => match self.settle(c, round) {
-                    Some(c) => c,
-                    None => return Ok(()),
-                },
-                Next::Stop(result) => return result,
+            let (guard, round) = next?;
+            c = match self.settle(guard, round) {
+                Some(c) => c,
+                None => return Ok(()),
             };
         }
     }
@@ -318,13 +313,12 @@ impl Flusher {
         self.batch.drain(..done);
         self.moved |= t.moved > 0;
         let after: usize = self.batch.iter().map(Entry::mem_left).sum();
-        let Some(mut c) = self.relock(pinned) else {
-            return Next::Stop(Err(Errno::ENODEV));
-        };
+        let mut c = self.relock(pinned).ok_or(Errno::ENODEV)?;
         c.queued_bytes = c.queued_bytes.saturating_sub(before - after);
         c.queue.put_back(self.batch.drain(..));
         if let Some(e) = t.failed {
-            return self.fail(c, e);
+            self.fail(c);
+            return Err(e);
         }
         self.stall = t.stalled;
         let round = if t.refused {
@@ -339,7 +333,7 @@ impl Flusher {
             self.stall = Some(Stall::Hook);
             Round::Stalled
         };
-        Next::Settle(c, round)
+        Ok((c, round))
     }
 
     /// Calls the connection's flush hook with the lock released.
@@ -356,11 +350,10 @@ impl Flusher {
         if left < 0 {
             sys::consume_sigpipe();
         }
-        let Some(mut c) = self.relock(pinned) else {
-            return Next::Stop(Err(Errno::ENODEV));
-        };
+        let mut c = self.relock(pinned).ok_or(Errno::ENODEV)?;
         if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
-            return self.fail(c, err);
+            self.fail(c);
+            return Err(err);
         }
         c.hook_pending = left != 0;
         if c.hook_pending {
@@ -376,7 +369,7 @@ impl Flusher {
             // The hook still holds bytes: its transport refused them.
             _ => Round::Refused,
         };
-        Next::Settle(c, round)
+        Ok((c, round))
     }
 
     /// Nothing left to send: nothing is owed. Completes a pending graceful
@@ -410,10 +403,9 @@ impl Flusher {
     }
 
     /// The connection failed: close it now, dropping what is queued.
-    fn fail(&mut self, c: ConnGuard, e: Errno) -> Next {
+    fn fail(&mut self, c: ConnGuard) {
         self.turn = false;
         table::close_now(self.slot, c, self.fd, CloseKind::Force);
-        Next::Stop(Err(e))
     }
 }
 
