@@ -77,15 +77,12 @@ pub fn on_close(uuid: isize) {
 
 /// Lets the program's event loop forget `uuid` (just before [`on_close`]).
 pub fn remove(uuid: isize) {
-    match REMOVE.get() {
+    // The program's answer means nothing to the library.
+    let _ = match REMOVE.get() {
         // SAFETY: only valid `RemoveFn` pointers are stored.
-        0 => unsafe {
-            reactor_remove(uuid);
-        },
-        f => unsafe {
-            std::mem::transmute::<usize, RemoveFn>(f)(uuid);
-        },
-    }
+        0 => unsafe { reactor_remove(uuid) },
+        f => unsafe { std::mem::transmute::<usize, RemoveFn>(f)(uuid) },
+    };
 }
 
 /// Tells the program that `uuid` moved data (its timeout may restart).

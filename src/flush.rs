@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use libc::c_void;
 use nix::errno::Errno;
-use parking_lot::MutexGuard;
 
 use crate::callbacks;
 use crate::queue::{Body, Entry, FileBody, Owner};
 use crate::state::{Request, Round, SendState, Settle};
 use crate::sys;
-use crate::table::{self, CloseKind, Closed, Conn, Locked, Pinned, Slot, close_locked, table};
+use crate::table::{self, CloseKind, Closed, Conn, ConnGuard, Locked, Pinned, Slot, table};
 use crate::transfer::{self, Sink, Stall};
 use crate::types::sock_rw_hook_s;
 use crate::uuid;
@@ -44,10 +43,6 @@ thread_local! {
     static SPARE_BATCH: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-fn batch_vec() -> Vec<Entry> {
-    SPARE_BATCH.with(|b| b.take())
-}
-
 fn me() -> std::thread::ThreadId {
     ME.with(|id| *id)
 }
@@ -57,26 +52,11 @@ fn me() -> std::thread::ThreadId {
 /// another thread sending is recorded for that thread, which looks again
 /// before it stops.
 pub fn flush(id: isize) -> Result<(), Errno> {
-    let Some(mut l) = table::lock(id) else {
-        return Err(Errno::ENODEV);
-    };
-    if l.conn.send.request(me()) != Request::Start {
-        return Ok(());
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    match Flusher::start(l) {
+        Some((mut f, c)) => f.run(c),
+        None => Ok(()),
     }
-    let mut f = Flusher {
-        id,
-        fd: l.fd,
-        counter: l.counter,
-        slot: l.slot,
-        moved: false,
-        batch: batch_vec(),
-        later: Vec::new(),
-        stall: None,
-        turn: true,
-    };
-    let result = f.run(l.conn);
-    drop(f);
-    result
 }
 
 /// `sock_sendfile` (or `sock_write2(.is_fd)`) on a connection with nothing
@@ -91,35 +71,17 @@ pub fn flush(id: isize) -> Result<(), Errno> {
 /// accepted (0), as a queued one would: a connection that fails or closes
 /// meanwhile is closed, as it would be when the queued file's turn came.
 pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Result<(), Errno> {
-    let Locked {
-        fd,
-        counter,
-        slot,
-        conn: mut c,
-    } = l;
-    let id = uuid::encode(fd, counter);
-    if c.send.request(me()) != Request::Start {
+    let Some((mut f, c)) = Flusher::start(l) else {
         debug_assert!(false, "send_file_now on a connection with a sender");
         return Err(Errno::EAGAIN);
-    }
-    let mut f = Flusher {
-        id,
-        fd,
-        counter,
-        slot,
-        moved: false,
-        batch: batch_vec(),
-        later: Vec::new(),
-        stall: None,
-        turn: true,
     };
     let sink = Sink {
-        fd,
-        uuid: id,
+        fd: f.fd,
+        uuid: f.id,
         socket: c.socket,
         hooks: None,
     };
-    let pinned = Pinned::new(slot, c);
+    let pinned = Pinned::new(f.slot, c);
     let t = transfer::send_file_alone(&mut file, &sink);
     f.moved = t.moved > 0;
     let file_fd = file.fd;
@@ -151,12 +113,12 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
             drop(entry);
             return Err(Errno::EBADF);
         }
-        Some(e) => {
+        Some(_) => {
             // The connection failed: closed, as when a queued file meets
             // the failure; the file was accepted. Dropped (closed) once the
             // lock is released.
             let _release = entry;
-            let _ = f.fail(c, e);
+            f.fail(c);
             return Ok(());
         }
         None => {}
@@ -168,7 +130,7 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
         _release = Some(entry);
     } else {
         c.queue.put_back(std::iter::once(entry));
-        table::mark_dirty(fd, &mut c);
+        table::mark_dirty(f.fd, &mut c);
     }
     f.stall = t.stalled;
     let round = if t.refused {
@@ -180,14 +142,9 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
     };
     // The file is accepted: what the rest of the turn meets (a pending
     // close completed, a failure) is the connection's, not this write's.
-    let _ = match c.send.settle(round) {
-        Settle::Continue => f.run(c),
-        Settle::Owed => f.end(c, Ok(())),
-        Settle::Watch => {
-            f.watch(&mut c);
-            f.end(c, Ok(()))
-        }
-    };
+    if let Some(c) = f.settle(c, round) {
+        let _ = f.run(c);
+    }
     Ok(())
 }
 
@@ -239,16 +196,39 @@ impl Drop for Flusher {
     }
 }
 
-/// What the lock-released part of a round leaves to do.
-enum Next {
-    /// The connection is still ours: settle this round.
-    Settle(MutexGuard<'static, Conn>, Round),
-    /// The turn ended with this result (the connection closed or failed).
-    Stop(Result<(), Errno>),
-}
+/// What the lock-released part of a round leaves to do: the connection is
+/// still ours, settle this round (`Ok`); or the turn ended with this error
+/// (the connection closed or failed).
+type Next = Result<(ConnGuard, Round), Errno>;
 
 impl Flusher {
-    fn run(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+    /// Makes this thread the sender of the connection `l`; `None` when
+    /// another turn is under way (the request was recorded for it).
+    fn start(l: Locked) -> Option<(Flusher, ConnGuard)> {
+        let Locked {
+            fd,
+            counter,
+            slot,
+            conn: mut c,
+        } = l;
+        if c.send.request(me()) != Request::Start {
+            return None;
+        }
+        let f = Flusher {
+            id: uuid::encode(fd, counter),
+            fd,
+            counter,
+            slot,
+            moved: false,
+            batch: SPARE_BATCH.with(|b| b.take()),
+            later: Vec::new(),
+            stall: None,
+            turn: true,
+        };
+        Some((f, c))
+    }
+
+    fn run(&mut self, mut c: ConnGuard) -> Result<(), Errno> {
         // The flush hook reported nothing buffered since the queue was last
         // found non-empty.
         let mut hook_clean = false;
@@ -263,35 +243,41 @@ impl Flusher {
             {
                 // Bytes the hook buffers (TLS records) are queued data too.
                 let next = self.hook_flush(c, hook_flush);
-                if let Next::Settle(c, _) = &next {
+                if let Ok((c, _)) = &next {
                     hook_clean = !c.hook_pending;
                 }
                 next
             } else {
                 return self.drained(c);
             };
-            c = match next {
-                Next::Settle(mut c, round) => match c.send.settle(round) {
-                    Settle::Continue => c,
-                    Settle::Owed => return self.end(c, Ok(())),
-                    Settle::Watch => {
-                        self.watch(&mut c);
-                        return self.end(c, Ok(()));
-                    }
-                },
-                Next::Stop(result) => return result,
+            let (guard, round) = next?;
+            c = match self.settle(guard, round) {
+                Some(c) => c,
+                None => return Ok(()),
             };
         }
     }
 
+    /// Settles the state after a round that left something to send: the
+    /// guard back when the turn goes on; `None` when it ended (an `EPOLLOUT`
+    /// is owed, or the waker will flush).
+    fn settle(&mut self, mut c: ConnGuard, round: Round) -> Option<ConnGuard> {
+        match c.send.settle(round) {
+            Settle::Continue => return Some(c),
+            Settle::Owed => {}
+            Settle::Watch => self.watch(&mut c),
+        }
+        self.end(c);
+        None
+    }
+
     /// Ends the turn (the state was settled), releasing the lock. Urgent
     /// data that came in during the last round takes its place now.
-    fn end(&mut self, mut c: MutexGuard<'static, Conn>, r: Result<(), Errno>) -> Result<(), Errno> {
+    fn end(&mut self, mut c: ConnGuard) {
         self.turn = false;
         c.place_urgent();
         drop(c);
         self.slot.changed.notify_all();
-        r
     }
 
     /// Hands the connection to the waker: for a source with no data yet,
@@ -310,11 +296,7 @@ impl Flusher {
     }
 
     /// Sends a batch of entries with the lock released.
-    fn send_batch(
-        &mut self,
-        mut c: MutexGuard<'static, Conn>,
-        hooks: Option<sock_rw_hook_s>,
-    ) -> Next {
+    fn send_batch(&mut self, mut c: ConnGuard, hooks: Option<sock_rw_hook_s>) -> Next {
         c.queue
             .take_batch(hooks.is_some_and(|h| h.write.is_some()), &mut self.batch);
         let sink = Sink {
@@ -331,13 +313,12 @@ impl Flusher {
         self.batch.drain(..done);
         self.moved |= t.moved > 0;
         let after: usize = self.batch.iter().map(Entry::mem_left).sum();
-        let Some(mut c) = self.relock(pinned) else {
-            return Next::Stop(Err(Errno::ENODEV));
-        };
+        let mut c = self.relock(pinned).ok_or(Errno::ENODEV)?;
         c.queued_bytes = c.queued_bytes.saturating_sub(before - after);
         c.queue.put_back(self.batch.drain(..));
         if let Some(e) = t.failed {
-            return self.fail(c, e);
+            self.fail(c);
+            return Err(e);
         }
         self.stall = t.stalled;
         let round = if t.refused {
@@ -352,13 +333,13 @@ impl Flusher {
             self.stall = Some(Stall::Hook);
             Round::Stalled
         };
-        Next::Settle(c, round)
+        Ok((c, round))
     }
 
     /// Calls the connection's flush hook with the lock released.
     fn hook_flush(
         &mut self,
-        c: MutexGuard<'static, Conn>,
+        c: ConnGuard,
         hook_flush: unsafe extern "C" fn(isize) -> isize,
     ) -> Next {
         let pinned = Pinned::new(self.slot, c);
@@ -369,11 +350,10 @@ impl Flusher {
         if left < 0 {
             sys::consume_sigpipe();
         }
-        let Some(mut c) = self.relock(pinned) else {
-            return Next::Stop(Err(Errno::ENODEV));
-        };
+        let mut c = self.relock(pinned).ok_or(Errno::ENODEV)?;
         if left < 0 && !matches!(err, Errno::EAGAIN | Errno::EINTR) {
-            return self.fail(c, err);
+            self.fail(c);
+            return Err(err);
         }
         c.hook_pending = left != 0;
         if c.hook_pending {
@@ -389,30 +369,29 @@ impl Flusher {
             // The hook still holds bytes: its transport refused them.
             _ => Round::Refused,
         };
-        Next::Settle(c, round)
+        Ok((c, round))
     }
 
     /// Nothing left to send: nothing is owed. Completes a pending graceful
     /// close — unless a write is still queuing its parts (it flushes again
     /// when done), so that no write is cut short by the close.
-    fn drained(&mut self, mut c: MutexGuard<'static, Conn>) -> Result<(), Errno> {
+    fn drained(&mut self, mut c: ConnGuard) -> Result<(), Errno> {
         c.send.drained();
         c.stalls = 0;
         c.queue.shrink_when_empty();
-        if c.close_when_done && !c.hook_pending && !c.streaming {
+        if c.close_when_done && !c.hook_pending && !c.streaming() {
             self.turn = false;
-            let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Graceful);
-            drop(c);
-            closing.complete();
+            table::close_now(self.slot, c, self.fd, CloseKind::Graceful);
             return Err(Errno::ENODEV);
         }
-        self.end(c, Ok(()))
+        self.end(c);
+        Ok(())
     }
 
     /// Takes the lock back after a system call or hook; returns the guard if
     /// the connection is still the one being flushed (else the turn ended
     /// with the close, which reset the state).
-    fn relock(&mut self, pinned: Pinned) -> Option<MutexGuard<'static, Conn>> {
+    fn relock(&mut self, pinned: Pinned) -> Option<ConnGuard> {
         let (c, closes) = pinned.relock();
         self.later.extend(closes);
         self.slot.changed.notify_all();
@@ -424,12 +403,9 @@ impl Flusher {
     }
 
     /// The connection failed: close it now, dropping what is queued.
-    fn fail(&mut self, mut c: MutexGuard<'static, Conn>, e: Errno) -> Next {
+    fn fail(&mut self, c: ConnGuard) {
         self.turn = false;
-        let closing = close_locked(self.slot, &mut c, self.fd, CloseKind::Force);
-        drop(c);
-        closing.complete();
-        Next::Stop(Err(e))
+        table::close_now(self.slot, c, self.fd, CloseKind::Force);
     }
 }
 
@@ -459,7 +435,7 @@ pub fn flush_strong(id: isize) {
             SendState::Idle | SendState::Owed => {
                 let fd = l.fd;
                 drop(l);
-                sys::wait_writable(&[fd], 50);
+                sys::wait_writable(fd, 50);
             }
         }
     }
@@ -469,9 +445,7 @@ pub fn flush_strong(id: isize) {
 /// waiting (recorded for those another thread is sending). Visits only the
 /// connections listed with data ([`table::mark_dirty`]), not every slot.
 pub fn flush_all() {
-    let mut fds = Vec::new();
-    table::dirty_fds(&mut fds);
-    for fd in fds {
+    for fd in table::dirty_fds() {
         if let Some((id, _)) = with_data(fd) {
             let _ = flush(id);
         }
@@ -500,23 +474,18 @@ fn with_data(fd: RawFd) -> Option<(isize, SendState)> {
 /// released elsewhere. `own` is the waiter's connection: true means its
 /// peer failed (error or hang-up), so waiting is pointless.
 pub fn make_progress(own: Option<RawFd>) -> bool {
-    let mut fds = Vec::new();
-    table::dirty_fds(&mut fds);
     // Sockets that refused data: (fd, UUID), watched below.
     let mut owed: Vec<(RawFd, isize)> = Vec::new();
     // Another thread, or the waker, is sending some: packets may come
     // back without any event on a socket.
     let mut elsewhere = false;
-    for fd in fds {
-        match with_data(fd) {
-            Some((id, SendState::Idle)) => {
-                let _ = flush(id);
-                match with_data(fd) {
-                    Some((id, SendState::Owed)) => owed.push((fd, id)),
-                    Some(_) => elsewhere = true,
-                    None => {}
-                }
-            }
+    for fd in table::dirty_fds() {
+        let mut found = with_data(fd);
+        if let Some((id, SendState::Idle)) = found {
+            let _ = flush(id);
+            found = with_data(fd);
+        }
+        match found {
             Some((id, SendState::Owed)) => owed.push((fd, id)),
             Some(_) => elsewhere = true,
             None => {}
@@ -532,20 +501,12 @@ pub fn make_progress(own: Option<RawFd>) -> bool {
     }
     let mut polled: Vec<libc::pollfd> = owed
         .iter()
-        .map(|&(fd, _)| libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        })
+        .map(|&(fd, _)| sys::pollfd(fd, libc::POLLOUT))
         .collect();
     if let Some(fd) = own {
         // Errors and hang-ups are always reported; its writability only
         // matters when it is among those that refused data.
-        polled.push(libc::pollfd {
-            fd,
-            events: 0,
-            revents: 0,
-        });
+        polled.push(sys::pollfd(fd, 0));
     }
     if sys::poll_fds(&mut polled, timeout_ms as i32) <= 0 {
         return false;

@@ -110,22 +110,18 @@ pub fn read(id: isize, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// `sock_close`: close once everything queued is sent.
 pub fn close(id: isize) {
-    let Some(mut l) = table::lock(id) else {
-        return;
-    };
-    l.conn.close_when_done = true;
-    drop(l);
-    let _ = flush::flush(id);
+    if let Some(mut l) = table::lock(id) {
+        l.conn.close_when_done = true;
+        drop(l);
+        let _ = flush::flush(id);
+    }
 }
 
 /// `sock_force_close`: close now, dropping what is queued.
 pub fn force_close(id: isize) {
-    let Some(mut l) = table::lock(id) else {
-        return;
-    };
-    let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
-    drop(l);
-    closing.complete();
+    if let Some(l) = table::lock(id) {
+        table::close_now(l.slot, l.conn, l.fd, CloseKind::Force);
+    }
 }
 
 /// `sock_packets_pending`.
@@ -158,15 +154,12 @@ pub unsafe fn peer_addr(
 /// `EAGAIN` and nothing changes.
 pub fn hijack(id: isize) -> Result<RawFd, Errno> {
     let _ = flush::flush(id);
-    let mut l = table::lock(id).ok_or(Errno::ENODEV)?;
-    if l.conn.pending() || l.conn.streaming {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    if l.conn.pending() || l.conn.streaming() {
         return Err(Errno::EAGAIN);
     }
-    let fd = l.fd;
-    let closing = close_locked(l.slot, &mut l.conn, fd, CloseKind::Hijack);
-    drop(l);
-    closing.complete();
-    Ok(fd)
+    table::close_now(l.slot, l.conn, l.fd, CloseKind::Hijack);
+    Ok(l.fd)
 }
 
 /// `sock_set_pending_limit`.

@@ -177,9 +177,7 @@ pub fn checkout(make_progress: impl FnMut() -> bool) -> Option<NonNull<PoolPacke
         let s = pool().state.lock();
         s.busy >= s.limit && s.lent.len() == s.busy && s.lent.values().all(|&t| t == me)
     };
-    let p = take_unless(&mut only_mine_left, make_progress)?;
-    lend(p);
-    Some(p)
+    take_unless(&mut only_mine_left, make_progress).inspect(|&p| lend(p))
 }
 
 /// Takes a packet, calling `make_progress` (which flushes and waits a
@@ -302,12 +300,8 @@ pub fn lend(packet: NonNull<PoolPacket>) {
 /// Takes back a packet the program holds. `None` when `ptr` was not lent by
 /// the pool (a foreign pointer, or a packet already sent or freed).
 pub fn give_back(ptr: *mut sock_packet_s) -> Option<NonNull<PoolPacket>> {
-    let mut s = pool().state.lock();
-    if s.lent.remove(&(ptr as usize)).is_some() {
-        NonNull::new(ptr.cast())
-    } else {
-        None
-    }
+    pool().state.lock().lent.remove(&(ptr as usize))?;
+    NonNull::new(ptr.cast())
 }
 
 #[cfg(test)]

@@ -27,6 +27,13 @@ pub enum Body {
     File(FileBody),
 }
 
+impl Body {
+    /// `len` bytes at `ptr`, none sent yet.
+    pub fn mem(ptr: *const u8, len: usize) -> Body {
+        Body::Mem { ptr, len, sent: 0 }
+    }
+}
+
 /// A file window being sent.
 pub struct FileBody {
     pub fd: RawFd,
@@ -40,6 +47,20 @@ pub struct FileBody {
     pub stage: Option<Box<Stage>>,
     /// End of file was reached.
     pub eof: bool,
+}
+
+impl FileBody {
+    /// A file window to send: `remaining` bytes of `fd` from `offset`.
+    pub fn new(fd: RawFd, offset: off_t, remaining: u64) -> FileBody {
+        FileBody {
+            fd,
+            offset,
+            remaining,
+            no_sendfile: false,
+            stage: None,
+            eof: false,
+        }
+    }
 }
 
 /// A chunk of file data read for the read-and-write path.
@@ -264,13 +285,10 @@ impl WriteQueue {
     pub fn take_batch(&mut self, single: bool, batch: &mut Vec<Entry>) {
         let max = if single { 1 } else { MAX_BATCH };
         while batch.len() < max {
-            let is_file = matches!(
-                self.entries.front(),
-                Some(Entry {
-                    body: Body::File(_),
-                    ..
-                })
-            );
+            let is_file = self
+                .entries
+                .front()
+                .is_some_and(|e| matches!(e.body, Body::File(_)));
             if is_file && !batch.is_empty() {
                 break;
             }

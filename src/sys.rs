@@ -11,7 +11,6 @@ use std::os::fd::{BorrowedFd, RawFd};
 use libc::{c_int, iovec, off_t};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// A libc system call's result as a `Result`: -1 means `errno` (mio's
@@ -226,6 +225,15 @@ pub fn pread(file: RawFd, buf: &mut [u8], offset: off_t) -> Result<usize, Errno>
     .map(|n| n as usize)
 }
 
+/// A `poll` entry: `fd`, watched for `events`.
+pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
 /// `poll` on `fds` for at most `timeout_ms`: the
 /// number of entries with events, 0 on timeout, -1 on error.
 pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: c_int) -> c_int {
@@ -233,14 +241,9 @@ pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: c_int) -> c_int {
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) }
 }
 
-/// Waits until one of `fds` is writable (or hung up), at most `timeout_ms`.
-pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
-    let mut polled: Vec<PollFd> = fds
-        .iter()
-        .filter(|&&fd| fd >= 0)
-        .map(|&fd| PollFd::new(borrow(fd), PollFlags::POLLOUT))
-        .collect();
-    let _ = poll(&mut polled, PollTimeout::from(timeout_ms));
+/// Waits until `fd` is writable (or hung up), at most `timeout_ms`.
+pub fn wait_writable(fd: RawFd, timeout_ms: c_int) {
+    poll_fds(&mut [pollfd(fd, libc::POLLOUT)], timeout_ms);
 }
 
 /// Waits until one of `fds` is readable (or fails), at most `timeout`
@@ -248,21 +251,13 @@ pub fn wait_writable(fds: &[RawFd], timeout_ms: u16) {
 /// returns, for each fd, whether it is. Negative fds are never ready (they
 /// only make the call wait for the timeout).
 pub fn wait_readable(fds: &[RawFd], timeout: Option<std::time::Duration>) -> Vec<bool> {
-    let mut polled: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| pollfd(fd, libc::POLLIN)).collect();
     // Rounded up: a deadline must not be polled for again and again.
     let ms = timeout.map_or(-1, |t| {
         c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
     });
-    // SAFETY: `polled` is a valid array of pollfd for its length; poll
-    // ignores entries with a negative fd.
-    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
+    // Entries with a negative fd are ignored.
+    let n = poll_fds(&mut polled, ms);
     polled.iter().map(|p| n > 0 && p.revents != 0).collect()
 }
 
@@ -320,20 +315,15 @@ pub fn consume_sigpipe() {
  * Addresses and sockets
  * ------------------------------------------------------------------------ */
 
-/// A numeric port must be 0..=65535; names ("http") go to the resolver.
-fn check_port(port: &CStr) -> Result<(), Errno> {
+/// A numeric port must be 0..=65535 (its number; `EINVAL` otherwise);
+/// names ("http") go to the resolver (`None`).
+fn numeric_port(port: &CStr) -> Result<Option<u16>, Errno> {
     let bytes = port.to_bytes();
-    if bytes.iter().all(u8::is_ascii_digit) {
-        match std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            Some(p) if p <= 65535 => Ok(()),
-            _ => Err(Errno::EINVAL),
-        }
-    } else {
-        Ok(())
+    if !bytes.iter().all(u8::is_ascii_digit) {
+        return Ok(None);
     }
+    let number = std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok());
+    number.map(Some).ok_or(Errno::EINVAL)
 }
 
 fn gai_errno(code: c_int) -> Errno {
@@ -356,8 +346,8 @@ fn with_tcp_addresses<T>(
     passive: bool,
     mut each: impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
 ) -> Result<T, Errno> {
-    check_port(port)?;
-    if let Some(result) = with_numeric_address(address, port, &mut each) {
+    let number = numeric_port(port)?;
+    if let Some(result) = with_numeric_address(address, number, &mut each) {
         return result;
     }
     // SAFETY: hints is zero-initialised (a valid addrinfo), getaddrinfo reads
@@ -373,20 +363,10 @@ fn with_tcp_addresses<T>(
         if rc != 0 {
             return Err(gai_errno(rc));
         }
-        let mut last = Errno::EADDRNOTAVAIL;
+        let mut result = Err(Errno::EADDRNOTAVAIL);
         let mut cur = list;
-        let mut result = Err(last);
-        while !cur.is_null() {
-            match each(&*cur) {
-                Ok(v) => {
-                    result = Ok(v);
-                    break;
-                }
-                Err(e) => {
-                    last = e;
-                    result = Err(last);
-                }
-            }
+        while !cur.is_null() && result.is_err() {
+            result = each(&*cur);
             cur = (*cur).ai_next;
         }
         libc::freeaddrinfo(list);
@@ -400,15 +380,11 @@ fn with_tcp_addresses<T>(
 /// more of the C library's code resident). `None`: not numeric, resolve.
 fn with_numeric_address<T>(
     address: Option<&CStr>,
-    port: &CStr,
+    port: Option<u16>,
     each: &mut impl FnMut(&libc::addrinfo) -> Result<T, Errno>,
 ) -> Option<Result<T, Errno>> {
     let text = address?.to_str().ok()?;
-    let digits = port.to_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let port = port.to_str().ok()?.parse::<u16>().ok()?.to_be();
+    let port = port?.to_be();
     // The addrinfo handed to `each` points at a socket address on this
     // stack frame, alive for the call.
     // SAFETY: addrinfo is plain data (integers and pointers); zero is valid.

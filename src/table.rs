@@ -81,7 +81,6 @@ macro_rules! invariant {
 /// - a closed connection holds nothing: no entries (queued, waiting aside
 ///   or after a large write), no bytes counted, no hooks, send state
 ///   `Idle`, no pending close, no large write;
-/// - `streaming` exactly when `streaming_by` names the thread;
 /// - entries wait in `after_stream` only during a large write, and urgent
 ///   entries wait aside only while a sender has its batch out or a large
 ///   write queues its parts;
@@ -117,10 +116,7 @@ pub struct Conn {
     /// Writes are refused (`ENOBUFS`) while `queued_bytes` is at least this
     /// (0: no limit).
     pub limit: usize,
-    /// A write larger than the free pool is being queued in parts; other
-    /// writers wait so its bytes stay together.
-    pub streaming: bool,
-    /// The thread queuing that large write.
+    /// The thread queuing a large write ([`Conn::streaming`]).
     pub streaming_by: Option<std::thread::ThreadId>,
     /// Writes that thread made from inside the large write (from a hook or
     /// callback), queued after it so they neither wait for it (a deadlock)
@@ -155,7 +151,6 @@ impl Conn {
             stalls: 0,
             queued_bytes: 0,
             limit: 0,
-            streaming: false,
             streaming_by: None,
             after_stream: VecDeque::new(),
             pins: 0,
@@ -164,10 +159,16 @@ impl Conn {
         }
     }
 
+    /// A write larger than the free pool is being queued in parts; other
+    /// writers wait so its bytes stay together.
+    pub fn streaming(&self) -> bool {
+        self.streaming_by.is_some()
+    }
+
     /// True when the calling thread is the one queuing a large write here
     /// (it is writing again from inside it, through a hook or callback).
     pub fn streaming_here(&self) -> bool {
-        self.streaming && self.streaming_by == Some(std::thread::current().id())
+        self.streaming_by == Some(std::thread::current().id())
     }
 
     /// True when this is the live connection of generation `counter`.
@@ -198,20 +199,16 @@ impl Conn {
                     && self.hooks.is_null()
                     && self.send == SendState::Idle
                     && !self.close_when_done
-                    && !self.streaming),
+                    && !self.streaming()),
             "a closed connection holds state (send {:?})",
             self.send
         );
         invariant!(
-            self.streaming == self.streaming_by.is_some(),
-            "streaming without its thread, or the reverse"
-        );
-        invariant!(
-            self.after_stream.is_empty() || self.streaming,
+            self.after_stream.is_empty() || self.streaming(),
             "entries after a large write that is not being queued"
         );
         invariant!(
-            self.urgent_waiting.is_empty() || self.send.is_sending() || self.streaming,
+            self.urgent_waiting.is_empty() || self.send.is_sending() || self.streaming(),
             "urgent data waits aside with no batch out (send {:?})",
             self.send
         );
@@ -247,7 +244,7 @@ impl Conn {
     /// its parts (so they never land inside it); the sender calls this when
     /// its batch is back in the queue.
     pub fn place_urgent(&mut self) {
-        if !self.urgent_waiting.is_empty() && !self.streaming {
+        if !self.urgent_waiting.is_empty() && !self.streaming() {
             let waiting: Vec<Entry> = self.urgent_waiting.drain(..).collect();
             self.queue.push_urgent(waiting);
         }
@@ -306,7 +303,6 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
     c.send = SendState::Idle;
     c.stalls = 0;
     c.queued_bytes = 0;
-    c.streaming = false;
     c.streaming_by = None;
     let mut dropped: Vec<Entry> = c.queue.take_all().into();
     dropped.extend(c.urgent_waiting.drain(..));
@@ -326,6 +322,14 @@ pub fn close_locked(slot: &Slot, c: &mut Conn, fd: RawFd, kind: CloseKind) -> Cl
         Some(closed)
     };
     Closing { dropped, finish }
+}
+
+/// Closes the connection on `fd` now ([`close_locked`]), releases its lock,
+/// then drops its data and finishes the close ([`Closing::complete`]).
+pub fn close_now(slot: &Slot, mut c: ConnGuard, fd: RawFd, kind: CloseKind) {
+    let closing = close_locked(slot, &mut c, fd, kind);
+    drop(c);
+    closing.complete();
 }
 
 /// Calls `reactor_remove` for the closed UUID while its fd number is still
@@ -382,7 +386,7 @@ pub struct Pinned {
 
 impl Pinned {
     /// Pins the connection and releases its lock.
-    pub fn new(slot: &'static Slot, mut c: MutexGuard<'static, Conn>) -> Pinned {
+    pub fn new(slot: &'static Slot, mut c: ConnGuard) -> Pinned {
         c.pins += 1;
         drop(c);
         Pinned {
@@ -393,7 +397,7 @@ impl Pinned {
 
     /// Takes the lock back and unpins; returns the closes that waited for
     /// this thread (to be finished once the lock is released).
-    pub fn relock(mut self) -> (MutexGuard<'static, Conn>, Vec<Closed>) {
+    pub fn relock(mut self) -> (ConnGuard, Vec<Closed>) {
         self.relocked = true;
         let mut c = self.slot.conn.lock();
         let closes = unpin(&mut c);
@@ -409,6 +413,9 @@ impl Drop for Pinned {
         }
     }
 }
+
+/// A connection's state, its slot lock held.
+pub type ConnGuard = MutexGuard<'static, Conn>;
 
 /// All slots.
 pub struct Table {
@@ -426,11 +433,6 @@ impl Table {
                 .collect(),
             capacity,
         }
-    }
-
-    /// Number of fds tracked (max fd + 1).
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     fn index(&self, fd: RawFd) -> Option<(usize, usize)> {
@@ -534,11 +536,11 @@ pub fn clear_dirty(fd: RawFd, c: &mut Conn) {
     }
 }
 
-/// The fds listed with data right now, in ascending order, into `out`.
-pub fn dirty_fds(out: &mut Vec<RawFd>) {
-    out.clear();
-    out.extend(DIRTY.lock().iter().copied());
-    out.sort_unstable();
+/// The fds listed with data right now, in ascending order.
+pub fn dirty_fds() -> Vec<RawFd> {
+    let mut fds: Vec<RawFd> = DIRTY.lock().iter().copied().collect();
+    fds.sort_unstable();
+    fds
 }
 
 /// The process-wide table, sized by `sock_max_capacity` on first use.
@@ -559,7 +561,7 @@ pub struct Locked {
     pub fd: RawFd,
     pub counter: u32,
     pub slot: &'static Slot,
-    pub conn: MutexGuard<'static, Conn>,
+    pub conn: ConnGuard,
 }
 
 /// Locks the connection `uuid` names, if it is valid and open.

@@ -30,6 +30,19 @@ pub struct Transfer {
     pub failed: Option<Errno>,
 }
 
+impl Transfer {
+    /// A write that took nothing more failed with `e`: `EAGAIN` is the
+    /// kernel's (or the hook's transport's) refusal, any other error the
+    /// connection's failure.
+    fn stop(&mut self, e: Errno) {
+        if e == Errno::EAGAIN {
+            self.refused = true;
+        } else {
+            self.failed = Some(e);
+        }
+    }
+}
+
 /// Why a transfer stopped without a refusal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Stall {
@@ -88,12 +101,8 @@ impl Sink {
                 0 => break,
                 _ => match Errno::last() {
                     Errno::EINTR => continue,
-                    Errno::EAGAIN => {
-                        t.refused = true;
-                        return None;
-                    }
                     e => {
-                        t.failed = Some(e);
+                        t.stop(e);
                         return None;
                     }
                 },
@@ -115,17 +124,7 @@ impl Sink {
 /// the fd (`EINTR` was retried below): a short count or `EAGAIN` is a
 /// refusal. Returns the bytes taken, `None` when it took nothing more.
 fn took_direct(n: Result<usize, Errno>, wanted: usize, t: &mut Transfer) -> Option<usize> {
-    let n = match n {
-        Ok(n) => n,
-        Err(Errno::EAGAIN) => {
-            t.refused = true;
-            return None;
-        }
-        Err(e) => {
-            t.failed = Some(e);
-            return None;
-        }
-    };
+    let n = n.inspect_err(|&e| t.stop(e)).ok()?;
     t.moved += n;
     if n < wanted {
         t.refused = true;
@@ -279,10 +278,6 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
                     t.moved += sent;
                     continue;
                 }
-                Err(Errno::EAGAIN) => {
-                    t.refused = true;
-                    return;
-                }
                 // The file (or this kernel) cannot do sendfile: read and write.
                 Err(
                     Errno::EINVAL
@@ -295,7 +290,7 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
                     continue;
                 }
                 Err(e) => {
-                    t.failed = Some(e);
+                    t.stop(e);
                     return;
                 }
             }
@@ -340,11 +335,9 @@ fn send_file(f: &mut FileBody, sink: &Sink, t: &mut Transfer) {
         if t.refused {
             return;
         }
-        if stage.start >= stage.end {
-            // Keep the buffer for the next chunk unless the file is done.
-            if f.remaining == 0 {
-                f.stage = None;
-            }
+        // Keep the buffer for the next chunk unless the file is done.
+        if stage.start >= stage.end && f.remaining == 0 {
+            f.stage = None;
         }
     }
 }

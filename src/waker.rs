@@ -168,11 +168,6 @@ pub fn linger(fd: RawFd) {
     kick(&mut s);
 }
 
-/// Lingering closes held right now (for tests and diagnostics).
-pub fn lingering() -> usize {
-    STATE.lock().lingering.len()
-}
-
 /// The thread.
 fn run() {
     loop {
@@ -223,25 +218,21 @@ fn run() {
                 .collect();
             let readable = |fd: RawFd| ready.contains(&fd);
             let mut s = STATE.lock();
-            let mut fired = Vec::new();
-            s.watches.retain(|w| {
-                let go = w.due <= now || readable(w.fd);
-                if go {
-                    fired.push(w.uuid);
-                }
-                !go
-            });
+            let fired: Vec<isize> = s
+                .watches
+                .extract_if(.., |w| w.due <= now || readable(w.fd))
+                .map(|w| w.uuid)
+                .collect();
             // Lingering sockets: read what came; close on the peer's end,
             // an error, or the time limit.
-            let mut closing = Vec::new();
-            s.lingering.retain(|l| {
-                let done = l.until <= now
-                    || (readable(l.fd) && sys::discard_input(l.fd) == sys::Drained::Ended);
-                if done {
-                    closing.push(l.fd);
-                }
-                !done
-            });
+            let closing: Vec<RawFd> = s
+                .lingering
+                .extract_if(.., |l| {
+                    l.until <= now
+                        || (readable(l.fd) && sys::discard_input(l.fd) == sys::Drained::Ended)
+                })
+                .map(|l| l.fd)
+                .collect();
             (fired, closing)
         };
         for fd in closing {

@@ -22,7 +22,7 @@ use crate::types::{BUFFER_PACKET_SIZE, sock_packet_s};
 
 /// Waits while another write streams into the connection.
 fn wait_turn(l: &mut Locked) -> Result<(), Errno> {
-    while l.conn.streaming {
+    while l.conn.streaming() {
         l.slot.changed.wait(&mut l.conn);
         if !l.conn.is(l.counter) {
             return Err(Errno::ENODEV);
@@ -41,28 +41,24 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
     {
         return Err((e, entries));
     }
-    l.conn.queued_bytes += bytes;
+    let c = &mut *l.conn;
+    c.queued_bytes += bytes;
     if urgent {
         // Urgent data never waits: while entries are out of the queue being
         // sent, or a write is queuing its parts, it waits aside (in order)
         // and is placed once the whole queue is back.
-        let c = &mut *l.conn;
         c.urgent_waiting.extend(entries);
         if !c.send.is_sending() {
             c.place_urgent();
         }
-        table::mark_dirty(l.fd, c);
-        return Ok(());
+    } else if c.streaming_here() {
+        c.after_stream.extend(entries);
+    } else {
+        for e in entries {
+            c.queue.push(e);
+        }
     }
-    if l.conn.streaming_here() {
-        l.conn.after_stream.extend(entries);
-        table::mark_dirty(l.fd, &mut l.conn);
-        return Ok(());
-    }
-    for e in entries {
-        l.conn.queue.push(e);
-    }
-    table::mark_dirty(l.fd, &mut l.conn);
+    table::mark_dirty(l.fd, c);
     Ok(())
 }
 
@@ -78,16 +74,10 @@ fn enqueue_and_flush(
 ) -> Result<(), Errno> {
     let r = enqueue(&mut l, entries, urgent);
     drop(l);
-    match r {
-        Ok(()) => {
-            flush::schedule(id);
-            Ok(())
-        }
-        Err((e, entries)) => {
-            drop(entries);
-            Err(e)
-        }
-    }
+    // Entries refused are released here, the lock free.
+    r.map_err(|(e, _entries)| e)?;
+    flush::schedule(id);
+    Ok(())
 }
 
 /// Copies `data` into pool packets at the end of the queue. When the pool
@@ -104,18 +94,13 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
         l.conn.queue.append_to_tail(data)
     };
     l.conn.queued_bytes += took;
-    let mut rest = &data[took..];
-    let mut first = took == 0 && !sent_part;
-    let mut pushed = false;
+    // A new packet is queued unless the last one took all the bytes.
+    let mut result = Ok(took < data.len());
     let mut peer_failed = false;
-    let result = loop {
-        if rest.is_empty() {
-            break Ok(pushed);
-        }
+    for (i, part) in data[took..].chunks(BUFFER_PACKET_SIZE).enumerate() {
         let packet = match pool::try_take() {
             Some(p) => p,
             None => {
-                l.conn.streaming = true;
                 l.conn.streaming_by = Some(std::thread::current().id());
                 let (slot, counter, fd) = (l.slot, l.counter, l.fd);
                 // Waiting is pointless once the connection closed, or its
@@ -137,36 +122,26 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
                         // closed below, and the write fails like any write
                         // whose connection closed meanwhile.
                         peer_failed = l.conn.is(l.counter);
-                        break Err(Errno::ENODEV);
+                        result = Err(Errno::ENODEV);
+                        break;
                     }
                 }
             }
         };
-        let n = rest.len().min(BUFFER_PACKET_SIZE);
         let storage = PoolPacket::storage(packet);
-        // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; n fits.
-        unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), storage, n) };
-        let mut entry = Entry::new(
-            Body::Mem {
-                ptr: storage,
-                len: n,
-                sent: 0,
-            },
-            Owner::Pool(packet),
-            first,
-        );
+        // SAFETY: the packet's storage holds BUFFER_PACKET_SIZE bytes; the
+        // part fits.
+        unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), storage, part.len()) };
+        let first = i == 0 && took == 0 && !sent_part;
+        let mut entry = Entry::new(Body::mem(storage, part.len()), Owner::Pool(packet), first);
         // The rest of a write whose head the kernel already took: nothing
         // may be inserted before it.
-        entry.started = sent_part && !pushed;
+        entry.started = sent_part && i == 0;
         l.conn.queue.push(entry);
-        l.conn.queued_bytes += n;
+        l.conn.queued_bytes += part.len();
         table::mark_dirty(l.fd, &mut l.conn);
-        first = false;
-        pushed = true;
-        rest = &rest[n..];
-    };
-    if l.conn.is(l.counter) && l.conn.streaming {
-        l.conn.streaming = false;
+    }
+    if l.conn.is(l.counter) && l.conn.streaming() {
         l.conn.streaming_by = None;
         let c = &mut *l.conn;
         for e in c.after_stream.drain(..) {
@@ -186,6 +161,19 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
     result
 }
 
+/// Whether a write to this connection is sent at once by the writing
+/// thread (bytes to a socket: [`send_now`]; a file:
+/// [`flush::send_file_now`]): nothing queued or owed, no sender, no hook
+/// (the read-and-write path) and flushes that run inline.
+fn sends_now(c: &Conn) -> bool {
+    c.send == SendState::Idle
+        && c.queue.is_empty()
+        && c.urgent_waiting.is_empty()
+        && !c.streaming()
+        && c.hooks.is_null()
+        && callbacks::flushes_inline()
+}
+
 /// Sends `data` straight from the caller's buffer when nothing is queued,
 /// nothing is owed or in flight (`SendState::Idle`), no hook is set and flushes
 /// run inline: one system call, no copy (the common case of a reader that
@@ -194,14 +182,7 @@ fn copy_in(l: &mut Locked, data: &[u8], sent_part: bool) -> Result<bool, Errno> 
 /// connection's error.
 fn send_now(l: &mut Locked, data: &[u8]) -> Result<Option<usize>, Errno> {
     let c = &mut *l.conn;
-    if !c.queue.is_empty()
-        || c.send != SendState::Idle
-        || c.streaming
-        || !c.urgent_waiting.is_empty()
-        || !c.hooks.is_null()
-        || !c.socket
-        || !callbacks::flushes_inline()
-    {
+    if !c.socket || !sends_now(c) {
         return Ok(None);
     }
     let iov = [libc::iovec {
@@ -228,9 +209,7 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     let attempt = match send_now(&mut l, data) {
         Ok(n) => n,
         Err(e) => {
-            let closing = close_locked(l.slot, &mut l.conn, l.fd, CloseKind::Force);
-            drop(l);
-            closing.complete();
+            table::close_now(l.slot, l.conn, l.fd, CloseKind::Force);
             return Err(e);
         }
     };
@@ -303,73 +282,50 @@ impl Payload<'_> {
     }
 }
 
-/// A file window to send: `remaining` bytes of `fd` from `offset`.
-fn file_body(fd: RawFd, offset: libc::off_t, remaining: u64) -> FileBody {
-    FileBody {
-        fd,
-        offset,
-        remaining,
-        no_sendfile: false,
-        stage: None,
-        eof: false,
+/// Locks the connection `id` for a write: `ENODEV` when it is not open,
+/// `ENOTCONN` for a listening socket, `ENOBUFS` when it holds its limit.
+fn lock_for_write(id: isize) -> Result<Locked, Errno> {
+    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    if l.conn.listening {
+        return Err(Errno::ENOTCONN);
     }
-}
-
-/// Whether a file written to this connection is sent at once by the writing
-/// thread ([`flush::send_file_now`]): nothing queued or owed, no sender,
-/// no hook (the read-and-write path) and flushes that run inline.
-fn sends_file_now(c: &Conn) -> bool {
-    c.send == SendState::Idle
-        && c.queue.is_empty()
-        && c.urgent_waiting.is_empty()
-        && !c.streaming
-        && !c.listening
-        && c.hooks.is_null()
-        && callbacks::flushes_inline()
+    if l.conn.over_limit() {
+        return Err(Errno::ENOBUFS);
+    }
+    Ok(l)
 }
 
 /// `sock_write2_fn`: queues `payload` on the connection `id` and flushes.
 /// What the payload owns is released on every failure.
 pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
-    let Some(l) = table::lock(id) else {
-        return Err(payload.refuse(Errno::ENODEV));
+    let l = match lock_for_write(id) {
+        Ok(l) => l,
+        Err(e) => return Err(payload.refuse(e)),
     };
-    if l.conn.listening {
-        return Err(payload.refuse(Errno::ENOTCONN));
-    }
-    if l.conn.over_limit() {
-        return Err(payload.refuse(Errno::ENOBUFS));
-    }
     // Urgent entries never let later urgent data jump ahead of them.
     let interruptible = !urgent;
     let entry = match payload {
         Payload::File { fd, offset, length } => {
-            if !urgent && sends_file_now(&l.conn) {
+            if !urgent && sends_now(&l.conn) {
                 // The sendfile itself says whether the fd is open.
-                return flush::send_file_now(l, file_body(fd, offset, length), true);
+                return flush::send_file_now(l, FileBody::new(fd, offset, length), true);
             }
             if !sys::fd_is_open(fd) {
                 return Err(Errno::EBADF);
             }
             Entry::new(
-                Body::File(file_body(fd, offset, length)),
+                Body::File(FileBody::new(fd, offset, length)),
                 Owner::CloseFd(fd),
                 interruptible,
             )
         }
-        Payload::Owned { owner, ptr, len } => {
-            Entry::new(Body::Mem { ptr, len, sent: 0 }, owner, interruptible)
-        }
+        Payload::Owned { owner, ptr, len } => Entry::new(Body::mem(ptr, len), owner, interruptible),
         Payload::Borrowed(data) if urgent || l.conn.streaming_here() => {
             // Urgent data, or a write from inside this thread's own large
             // write: a heap copy that never waits for the pool.
             let copy: Box<[u8]> = data.into();
             Entry::new(
-                Body::Mem {
-                    ptr: copy.as_ptr(),
-                    len: copy.len(),
-                    sent: 0,
-                },
+                Body::mem(copy.as_ptr(), copy.len()),
                 Owner::Heap(copy),
                 interruptible,
             )
@@ -384,11 +340,11 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
     let mut entries = Vec::new();
     let mut urgent = false;
     let mut p = packet;
-    let mut foreign = false;
     while !p.is_null() {
+        // A pointer that is not a checked-out packet: the packets before it
+        // are released (dropped on return), nothing after it is touched.
         let Some(pp) = pool::give_back(p) else {
-            foreign = true;
-            break;
+            return Err(Errno::EINVAL);
         };
         // SAFETY: the pool confirmed this is a live packet lent to the
         // program, now handed back to us.
@@ -398,53 +354,28 @@ pub fn send_packet(id: isize, packet: *mut sock_packet_s) -> Result<(), Errno> {
             urgent = meta.urgent();
         }
         let body = if meta.is_fd() {
-            Body::File(FileBody {
-                fd: head.buffer as isize as RawFd,
-                offset: meta.offset,
-                remaining: if head.length > 0 {
-                    head.length as u64
-                } else {
-                    u64::MAX
-                },
-                no_sendfile: false,
-                stage: None,
-                eof: false,
-            })
+            let fd = head.buffer as isize as RawFd;
+            let remaining = if head.length > 0 {
+                head.length as u64
+            } else {
+                u64::MAX
+            };
+            Body::File(FileBody::new(fd, meta.offset, remaining))
         } else {
             let len = if head.buffer.is_null() {
                 0
             } else {
                 head.length.max(0) as usize
             };
-            Body::Mem {
-                ptr: head.buffer.cast(),
-                len,
-                sent: 0,
-            }
+            Body::mem(head.buffer.cast(), len)
         };
         entries.push(Entry::new(body, Owner::Packet(pp), meta.can_interrupt()));
         p = meta.next;
     }
-    if foreign {
-        drop(entries);
-        return Err(Errno::EINVAL);
-    }
     // Empty packets are done already: release them now, outside any lock.
     let (done, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_done);
     drop(done);
-    let Some(l) = table::lock(id) else {
-        drop(entries);
-        return Err(Errno::ENODEV);
-    };
-    if l.conn.listening {
-        drop(l);
-        drop(entries);
-        return Err(Errno::ENOTCONN);
-    }
-    if l.conn.over_limit() {
-        drop(l);
-        drop(entries);
-        return Err(Errno::ENOBUFS);
-    }
+    // Refused: the entries are released on return, the lock already free.
+    let l = lock_for_write(id)?;
     enqueue_and_flush(l, id, entries, urgent)
 }
