@@ -70,7 +70,9 @@ pub fn flush(id: isize) -> Result<(), Errno> {
 /// and the turn goes on as any flush. Apart from `EBADF`, the file counts as
 /// accepted (0), as a queued one would: a connection that fails or closes
 /// meanwhile is closed, as it would be when the queued file's turn came.
-pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Result<(), Errno> {
+/// (Only a file that is not urgent comes here, so the entry is
+/// interruptible, as any such write's.)
+pub fn send_file_now(l: Locked, mut file: FileBody) -> Result<(), Errno> {
     let Some((mut f, c)) = Flusher::start(l) else {
         debug_assert!(false, "send_file_now on a connection with a sender");
         return Err(Errno::EAGAIN);
@@ -87,8 +89,7 @@ pub fn send_file_now(l: Locked, mut file: FileBody, interruptible: bool) -> Resu
     let file_fd = file.fd;
     // Not the program's fd any more unless the kernel refused it as not open.
     let refused_fd = t.failed == Some(Errno::EBADF) && t.moved == 0 && !sys::fd_is_open(file_fd);
-    let entry =
-        (!refused_fd).then(|| Entry::new(Body::File(file), Owner::CloseFd(file_fd), interruptible));
+    let entry = (!refused_fd).then(|| Entry::new(Body::File(file), Owner::CloseFd(file_fd), true));
     let Some(mut c) = f.relock(pinned) else {
         // Closed meanwhile by another thread: the file was accepted (and
         // maybe sent), as when it is queued and the connection closes.

@@ -308,7 +308,7 @@ pub fn write(id: isize, payload: Payload, urgent: bool) -> Result<(), Errno> {
         Payload::File { fd, offset, length } => {
             if !urgent && sends_now(&l.conn) {
                 // The sendfile itself says whether the fd is open.
-                return flush::send_file_now(l, FileBody::new(fd, offset, length), true);
+                return flush::send_file_now(l, FileBody::new(fd, offset, length));
             }
             if !sys::fd_is_open(fd) {
                 return Err(Errno::EBADF);
