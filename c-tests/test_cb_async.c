@@ -2,7 +2,8 @@
  * async_run (issue 3): when the program provides a task queue, the flush that
  * follows a write is handed to it as async_run(task, (void *)uuid); a -1
  * answer makes the library flush inline; a deferred flush of a connection
- * that closed meanwhile does nothing (even when the fd was reused).
+ * that closed meanwhile does nothing (even when the fd was reused); a burst
+ * of writes before the offered task runs offers no second task.
  */
 #include "util.h"
 
@@ -107,6 +108,40 @@ TEST(deferred_flush_of_closed_connection_is_noop) {
   conn_force_close(&alice);
 }
 
+/* A broadcast writes many times to one connection before the program's
+ * queue runs the first flush task: that one task sends them all, and only
+ * a write after it started offers another. */
+TEST(a_burst_of_writes_offers_one_task) {
+  atomic_store(&accept_tasks, 1);
+  conn_t c;
+  REQUIRE(make_unix_pair(&c) == 0);
+  enum { N = 100, LEN = 10 };
+  uint8_t data[N * LEN + 5];
+  fill_pattern(data, sizeof data, 0, 3);
+  for (int i = 0; i < N; i++)
+    REQUIRE(sock_write(c.uuid, data + i * LEN, LEN) == 0);
+  char *moved = malloc(5);
+  REQUIRE(moved);
+  memcpy(moved, data + N * LEN, 5);
+  REQUIRE(sock_write2(.fduuid = c.uuid, .buffer = moved, .length = 5,
+                      .move = 1) == 0);
+  CHECK_EQ(atomic_load(&offered), 1);
+  CHECK_EQ(atomic_load(&last_arg), c.uuid);
+  CHECK_EQ(run_tasks(), 1);
+  uint8_t got[sizeof data];
+  CHECK_EQ(raw_read_n(c.raw, got, sizeof got, 2000, NULL), sizeof got);
+  CHECK_EQ(check_pattern(got, sizeof got, 0, 3), sizeof got);
+  CHECK(!sock_packets_pending(c.uuid));
+  /* the task ran: the next write needs (and offers) a task of its own */
+  CHECK_EQ(sock_write(c.uuid, "again", 5), 0);
+  CHECK_EQ(atomic_load(&offered), 2);
+  CHECK_EQ(run_tasks(), 1);
+  char buf[8];
+  CHECK_EQ(raw_read_n(c.raw, buf, 5, 2000, NULL), 5);
+  CHECK(memcmp(buf, "again", 5) == 0);
+  conn_force_close(&c);
+}
+
 static void flush_task(void *arg) { sock_flush((intptr_t)arg); }
 
 static atomic_int worker_stop;
@@ -160,6 +195,7 @@ int main(int argc, char **argv) {
   RUN(flush_is_handed_to_the_task_queue);
   RUN(declined_task_means_inline_flush);
   RUN(deferred_flush_of_closed_connection_is_noop);
+  RUN(a_burst_of_writes_offers_one_task);
   RUN(worker_thread_flushes_everything);
   return HARNESS_END();
 }

@@ -52,7 +52,10 @@ fn me() -> std::thread::ThreadId {
 /// another thread sending is recorded for that thread, which looks again
 /// before it stops.
 pub fn flush(id: isize) -> Result<(), Errno> {
-    let l = table::lock(id).ok_or(Errno::ENODEV)?;
+    let mut l = table::lock(id).ok_or(Errno::ENODEV)?;
+    // Whoever flushes now sends what an offered task would have: a write
+    // from here on offers a task of its own.
+    l.conn.flush_offered = false;
     match Flusher::start(l) {
         Some((mut f, c)) => f.run(c),
         None => Ok(()),

@@ -42,6 +42,8 @@ pub fn register(fd: RawFd) -> Result<isize, Errno> {
     }
     c.counter = c.counter.wrapping_add(1);
     c.open = true;
+    // A task offered for the last connection here does not flush this one.
+    c.flush_offered = false;
     c.socket = socket;
     c.listening = listening;
     c.limit = table::DEFAULT_LIMIT.load(std::sync::atomic::Ordering::Relaxed);

@@ -129,6 +129,10 @@ pub struct Conn {
     pub deferred: Vec<Closed>,
     /// The fd is in the set of connections with data ([`mark_dirty`]).
     pub dirty: bool,
+    /// A flush task offered to the program's `async_run` has not started
+    /// yet: it will send what is queued meanwhile, so writers offer no other
+    /// (see `write::offer_flush`). Cleared by every `flush`.
+    pub flush_offered: bool,
 }
 
 // SAFETY: the raw hook pointer is the program's, shared by contract; all
@@ -156,6 +160,7 @@ impl Conn {
             pins: 0,
             deferred: Vec::new(),
             dirty: false,
+            flush_offered: false,
         }
     }
 

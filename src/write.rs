@@ -62,6 +62,18 @@ fn enqueue(l: &mut Locked, entries: Vec<Entry>, urgent: bool) -> Result<(), (Err
     Ok(())
 }
 
+/// Under the lock, once bytes are queued and the writer is to flush them:
+/// whether it must ask for that flush (`flush::schedule`). Not when the
+/// program runs flushes as tasks and a task offered for this connection has
+/// not started yet: its `flush` takes the lock after these bytes were
+/// queued, so it sends them too. A burst of writes to one connection makes
+/// one task, not one per write. The mark is set only by a writer that then
+/// offers the task (or, declined, flushes inline), and every `flush` clears
+/// it.
+fn offer_flush(c: &mut Conn) -> bool {
+    callbacks::flushes_inline() || !std::mem::replace(&mut c.flush_offered, true)
+}
+
 /// Queues `entries` on the connection `l` and flushes it. (Unlike a copy
 /// into the pool, these entries take no pool space, so the pool's
 /// back-pressure does not drive a writer that never waits for an event:
@@ -73,10 +85,13 @@ fn enqueue_and_flush(
     urgent: bool,
 ) -> Result<(), Errno> {
     let r = enqueue(&mut l, entries, urgent);
+    let offer = r.is_ok() && offer_flush(&mut l.conn);
     drop(l);
     // Entries refused are released here, the lock free.
     r.map_err(|(e, _entries)| e)?;
-    flush::schedule(id);
+    if offer {
+        flush::schedule(id);
+    }
     Ok(())
 }
 
@@ -226,13 +241,15 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     // packet behind at least a full one: one attempt per packet of small
     // messages to a slow reader, not one per message — and not when this
     // very write just found the socket full.
-    let c = &l.conn;
+    let c = &mut *l.conn;
     let flush_now = c.is(l.counter)
         && (c.send.must_flush()
             || (c.send == SendState::Owed
                 && attempt.is_none()
                 && opened == Ok(true)
-                && c.queue.holds_full_packet()));
+                && c.queue.holds_full_packet()))
+        && opened.is_ok()
+        && offer_flush(c);
     drop(l);
     if sent > 0 {
         callbacks::touch(id);
