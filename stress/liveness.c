@@ -587,10 +587,16 @@ static void reactor_forget(intptr_t uuid) {
   int fd = sock_uuid2fd(uuid);
   uint32_t newer = 0;
   intptr_t newer_uuid = -1;
+  /* Only a connection made after this one can hold its number now. An older
+   * one on the same number whose reactor_on_close has not come yet is not a
+   * holder: its fd was closed (the spec's order is remove, close, on_close),
+   * and this one got the number in the meantime. */
+  lconn_t *self = reg_find(uuid);
+  uint32_t self_id = self ? self->id : 0;
   pthread_mutex_lock(&lv_mtx);
   for (int i = 0; i < nslots; i++)
     if (slots[i] && slots[i]->fd == fd && slots[i]->uuid != uuid &&
-        !atomic_load(&slots[i]->c->closed)) {
+        slots[i]->c->id > self_id && !atomic_load(&slots[i]->c->closed)) {
       newer = slots[i]->c->id;
       newer_uuid = slots[i]->uuid;
     }
