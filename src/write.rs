@@ -241,14 +241,16 @@ fn write_copy(mut l: Locked, id: isize, data: &[u8]) -> Result<(), Errno> {
     // packet behind at least a full one: one attempt per packet of small
     // messages to a slow reader, not one per message — and not when this
     // very write just found the socket full.
+    // A failed copy returns before the flush below, so it must not take the
+    // offer (`offer_flush` marks the connection): asked last, and only then.
     let c = &mut *l.conn;
-    let flush_now = c.is(l.counter)
+    let flush_now = opened.is_ok()
+        && c.is(l.counter)
         && (c.send.must_flush()
             || (c.send == SendState::Owed
                 && attempt.is_none()
                 && opened == Ok(true)
                 && c.queue.holds_full_packet()))
-        && opened.is_ok()
         && offer_flush(c);
     drop(l);
     if sent > 0 {
